@@ -1,0 +1,1 @@
+"""Object detector plugins. Only this package imports inference libraries."""

@@ -1,0 +1,135 @@
+"""NanoDet-m (COCO, 80 classes) on onnxruntime: the offline default detector.
+
+The model file, its provenance and its layout are described in
+``models/MODEL_CARD.md``. In short: input ``[1, 3, 416, 416]`` BGR float32,
+the frame stretched (not letterboxed) to 416x416 and normalised per channel;
+three output pairs, one per stride 8/16/32, of class scores ``[1, N, 80]``
+(sigmoid applied) and box terms ``[1, N, 44]`` (4 sides x 11 distance bins,
+softmax expectation times the stride, measured from the cell centre).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from detectors.base import Frame
+from detectors.coco import COCO_CLASSES
+from detectors.detections import Detections, FloatArray, nms
+from detectors.model_file import verified_model
+
+INPUT_SIZE = 416
+STRIDES = (8, 16, 32)
+REG_BINS = 11
+MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
+STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nanodet-m.onnx"
+DEFAULT_SHA256 = "74e96027fc50189bf95fd0b7dadd9ee597c46aeb2b1d7da2ef127516d3549fdf"
+
+
+@dataclass(frozen=True)
+class _Head:
+    """Output indices and cell centres of one stride."""
+
+    stride: int
+    scores_index: int
+    boxes_index: int
+    centres: FloatArray  # (N, 2) x, y in input pixels
+
+
+def _centres(stride: int) -> FloatArray:
+    cells = INPUT_SIZE // stride
+    ys, xs = np.mgrid[0:cells, 0:cells].astype(np.float32)
+    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+
+
+def _match_heads(shapes: list[tuple[int, ...]]) -> list[_Head]:
+    """Pair outputs by cell count: the ONNX output names carry no meaning."""
+    heads = []
+    for stride in STRIDES:
+        n = (INPUT_SIZE // stride) ** 2
+        scores = [i for i, s in enumerate(shapes) if s[-2:] == (n, len(COCO_CLASSES))]
+        boxes = [i for i, s in enumerate(shapes) if s[-2:] == (n, 4 * REG_BINS)]
+        if len(scores) != 1 or len(boxes) != 1:
+            raise ValueError(
+                f"model outputs {shapes} do not look like NanoDet-m at stride {stride}"
+            )
+        heads.append(_Head(stride, scores[0], boxes[0], _centres(stride)))
+    return heads
+
+
+class NanoDet:
+    """NanoDet-m detector; warmed up at construction."""
+
+    def __init__(
+        self,
+        model: Path = DEFAULT_MODEL,
+        sha256: str = DEFAULT_SHA256,
+        threads: int = 2,
+        score_threshold: float = 0.3,
+        nms_iou: float = 0.5,
+    ) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(verified_model(model, sha256)), opts, providers=["CPUExecutionProvider"]
+        )
+        self.input_name: str = self.session.get_inputs()[0].name
+        shapes = [tuple(int(d) for d in o.shape) for o in self.session.get_outputs()]
+        self._heads = _match_heads(shapes)
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.detect(np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return COCO_CLASSES
+
+    def preprocess(self, frame: Frame) -> npt.NDArray[np.float32]:
+        resized = cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        x = (resized.astype(np.float32) - MEAN_BGR) / STD_BGR
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    def infer(self, tensor: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        """Run the network alone (used by the benchmark as the raw rate)."""
+        outputs: list[npt.NDArray[np.float32]] = self.session.run(None, {self.input_name: tensor})
+        return outputs
+
+    def decode(self, outputs: list[npt.NDArray[np.float32]], width: int, height: int) -> Detections:
+        all_boxes, all_scores, all_classes = [], [], []
+        for head in self._heads:
+            scores = outputs[head.scores_index][0]
+            best = scores.argmax(axis=1)
+            best_score = scores[np.arange(len(best)), best]
+            keep = best_score >= self.score_threshold
+            if not keep.any():
+                continue
+            terms = outputs[head.boxes_index][0][keep].reshape(-1, 4, REG_BINS)
+            terms = np.exp(terms - terms.max(axis=2, keepdims=True))
+            terms /= terms.sum(axis=2, keepdims=True)
+            dist = (terms * np.arange(REG_BINS, dtype=np.float32)).sum(axis=2) * head.stride
+            c = head.centres[keep]
+            all_boxes.append(np.concatenate([c - dist[:, :2], c + dist[:, 2:]], axis=1))
+            all_scores.append(best_score[keep])
+            all_classes.append(best[keep])
+        if not all_boxes:
+            return Detections.empty(COCO_CLASSES)
+        xyxy = np.concatenate(all_boxes).astype(np.float32)
+        xyxy *= np.array([width, height, width, height], np.float32) / INPUT_SIZE
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
+        scores_all = np.concatenate(all_scores).astype(np.float32)
+        classes = np.concatenate(all_classes).astype(np.int32)
+        kept = nms(xyxy, scores_all, classes, self.nms_iou)
+        return Detections(xyxy[kept], scores_all[kept], classes[kept], COCO_CLASSES)
+
+    def detect(self, frame: Frame) -> Detections:
+        height, width = frame.shape[:2]
+        return self.decode(self.infer(self.preprocess(frame)), width, height)

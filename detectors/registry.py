@@ -1,0 +1,21 @@
+"""Builds the configured detector plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detectors.base import Detector
+from detectors.nanodet import NanoDet
+from streetwatch.config import DetectorConfig
+
+
+def build_detector(cfg: DetectorConfig) -> Detector:
+    if cfg.model is not None and cfg.sha256 is not None:
+        return NanoDet(
+            Path(cfg.model),
+            cfg.sha256,
+            threads=cfg.threads,
+            score_threshold=cfg.score_threshold,
+            nms_iou=cfg.nms_iou,
+        )
+    return NanoDet(threads=cfg.threads, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou)

@@ -1,0 +1,1 @@
+"""The edge worker: cameras and sensors in, alerts out."""

@@ -1,0 +1,82 @@
+"""Annotated snapshot JPEGs: the frame, the zone, the boxes and the rule."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+
+from detectors.base import Frame
+from detectors.detections import Detections
+from edge.zones import Zone
+from streetwatch.records import Evidence, EvidenceKind
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+ZONE_COLOUR = (0, 200, 255)  # amber, BGR
+FIRING_COLOUR = (0, 0, 255)  # red
+OTHER_COLOUR = (200, 200, 200)
+JPEG_QUALITY = 88
+
+
+def _label(image: Frame, text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (w, h), base = cv2.getTextSize(text, font, 0.5, 1)
+    y = max(y, h + base + 2)
+    cv2.rectangle(image, (x, y - h - base - 2), (x + w + 4, y), colour, -1)
+    cv2.putText(image, text, (x + 2, y - base), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def annotate(
+    image: Frame,
+    zone: Zone,
+    firing: Detections,
+    others: Detections,
+    header: list[str],
+) -> Frame:
+    """Return a copy of ``image`` with the zone, boxes and header drawn on it."""
+    out = image.copy()
+    poly = zone.contour.astype(np.int32)
+    shade = out.copy()
+    cv2.fillPoly(shade, [poly], ZONE_COLOUR)
+    cv2.addWeighted(shade, 0.25, out, 0.75, 0, dst=out)
+    cv2.polylines(out, [poly], True, ZONE_COLOUR, 2, cv2.LINE_AA)
+    x0, y0 = (int(v) for v in poly.reshape(-1, 2).min(axis=0))
+    _label(out, f"zone {zone.zone_id}", x0, y0 - 2, ZONE_COLOUR)
+    for dets, colour in ((others, OTHER_COLOUR), (firing, FIRING_COLOUR)):
+        for i in range(len(dets)):
+            x1, y1, x2, y2 = (round(float(v)) for v in dets.xyxy[i])
+            cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+            _label(out, f"{dets.label(i)} {float(dets.scores[i]):.2f}", x1, y1 - 2, colour)
+    y = 18
+    for line in header:
+        _label(out, line, 4, y, (255, 255, 255))
+        y += 20
+    return out
+
+
+def write_snapshot(image: Frame, directory: Path, name: str, captured_at: datetime) -> Evidence:
+    """Encode ``image`` as JPEG under ``directory``; return it as evidence."""
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise OSError(f"JPEG encoding failed for {name}")
+    data = jpeg.tobytes()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.jpg"
+    tmp = path.with_suffix(".jpg.part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return Evidence(
+        kind=EvidenceKind.SNAPSHOT,
+        path=str(path),
+        sha256=hashlib.sha256(data).hexdigest(),
+        media_type="image/jpeg",
+        captured_at=captured_at,
+    )
+
+
+def local_time(t: datetime) -> str:
+    return t.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S CST")

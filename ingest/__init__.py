@@ -1,0 +1,1 @@
+"""Sources of frames (cameras, files) and of sensor readings (MQTT)."""

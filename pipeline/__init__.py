@@ -1,0 +1,1 @@
+"""The case pipeline: alerts in, deduplicated case events out."""

@@ -1,0 +1,58 @@
+"""Reads case events from the dispatch topic, as the dispatch system would."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+
+from edge.snapshot import local_time
+from streetwatch.config import KafkaConfig
+from streetwatch.records import CaseEvent
+
+log = logging.getLogger(__name__)
+
+
+async def case_events(
+    cfg: KafkaConfig, stop: asyncio.Event, group_id: str | None = None
+) -> AsyncIterator[tuple[bytes, CaseEvent]]:
+    """Yield (raw message, event) from the start of the dispatch topic until ``stop``."""
+    consumer = AIOKafkaConsumer(
+        cfg.dispatch_topic,
+        bootstrap_servers=cfg.bootstrap,
+        group_id=group_id or f"streetwatch-tail-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for rec in records:
+                    try:
+                        yield rec.value, CaseEvent.model_validate_json(rec.value)
+                    except ValidationError as exc:
+                        log.error("unreadable case event at offset %d: %s", rec.offset, exc)
+    finally:
+        await consumer.stop()
+
+
+def describe(event: CaseEvent) -> str:
+    c = event.case
+    if c.evidence:
+        evidence = f"evidence {c.evidence[-1].path}"
+    elif c.readings:
+        r = c.readings[-1]
+        evidence = f"reading {r.value:g}{r.unit} from {r.device_id}"
+    else:
+        evidence = "no evidence"
+    return (
+        f"case {event.type:<7} v{event.version:<3} {c.case_id}  {c.category:<18} "
+        f"@ {c.place.place_id} ({c.place.name})  first {local_time(c.first_seen)}  "
+        f"last {local_time(c.last_seen)}  count {c.alert_count}  {evidence}"
+    )

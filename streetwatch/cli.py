@@ -1,0 +1,188 @@
+"""The ``streetwatch`` command.
+
+Every failure a user can cause (bad config, missing video or model, missing
+broker binary) ends with one message on stderr and a non-zero exit code,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.resources
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streetwatch.config import Config, ConfigError, load_config
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _demo_config() -> Path:
+    return Path(str(importlib.resources.files("streetwatch") / "demo.toml"))
+
+
+def _setup_logging(level: str, logfile: Path | None = None) -> None:
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handlers: list[logging.Handler] = []
+    if logfile is not None:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(logfile)
+        fh.setLevel(logging.INFO)
+        handlers.append(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setLevel(level.upper())
+    handlers.append(sh)
+    for h in handlers:
+        h.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(
+        level=logging.INFO if logfile else level.upper(), handlers=handlers, force=True
+    )
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="streetwatch", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the whole path on embedded brokers and the demo video")
+    d.add_argument("--config", type=Path, help="config file (default: the embedded demo config)")
+    d.add_argument("--fast", action="store_true", help="read the video as fast as possible")
+    d.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds")
+    d.add_argument("--run-dir", type=Path, help="where brokers and workers write their logs")
+
+    e = sub.add_parser("edge", help="run the edge worker: cameras and sensors to alerts")
+    e.add_argument("--config", type=Path, required=True)
+    e.add_argument("--fast", action="store_true", help="read video files as fast as possible")
+
+    w = sub.add_parser("dispatch", help="run the dispatch worker: alerts to case events")
+    w.add_argument("--config", type=Path, required=True)
+
+    t = sub.add_parser("tail", help="print case events from the dispatch topic")
+    t.add_argument("--config", type=Path, required=True)
+    t.add_argument("--json", action="store_true", help="print the raw JSON events")
+
+    c = sub.add_parser("check-config", help="validate a config file")
+    c.add_argument("config", type=Path)
+
+    s = sub.add_parser(
+        "docs", help="write or check the generated docs: JSON Schemas and config reference"
+    )
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--write", type=Path, metavar="DIR")
+    g.add_argument("--check", type=Path, metavar="DIR")
+    return p
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streetwatch.demo import DemoError, default_run_dir, run_demo
+
+    cfg = load_config(args.config or _demo_config())
+    run_dir = args.run_dir or default_run_dir()
+    _setup_logging("WARNING", run_dir / "demo.log")
+    try:
+        return asyncio.run(
+            run_demo(
+                cfg,
+                pace="fast" if args.fast else "realtime",
+                duration=args.duration,
+                run_dir=run_dir,
+            )
+        )
+    except DemoError as exc:
+        print(f"streetwatch demo: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+async def _edge(cfg: Config, fast: bool) -> int:
+    from edge.alert_sink import KafkaAlertSink, ensure_topics
+    from edge.worker import EdgeWorker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await ensure_topics(cfg.kafka)
+    worker = EdgeWorker(cfg, KafkaAlertSink(cfg.kafka), pace="fast" if fast else "realtime")
+    stats = await worker.run(stop)
+    return EXIT_RUNTIME if stats.camera_errors else 0
+
+
+async def _tail(cfg: Config, raw: bool) -> int:
+    from pipeline.dispatch_tail import case_events, describe
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async for data, event in case_events(cfg.kafka, stop):
+        print(data.decode() if raw else describe(event), flush=True)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from detectors.model_file import ModelFileError
+    from ingest.frames import SourceError
+    from streetwatch.brokers import BrokerUnavailable
+
+    try:
+        if args.command == "demo":
+            return _cmd_demo(args)
+        if args.command == "check-config":
+            cfg = load_config(args.config)
+            print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {len(cfg.sensors)} sensor(s))")
+            return 0
+        if args.command == "docs":
+            from streetwatch.generated_docs import stale_docs, write_docs
+
+            if args.write:
+                for path in write_docs(args.write):
+                    print(path)
+                return 0
+            stale = stale_docs(args.check)
+            if stale:
+                print(
+                    f"generated docs out of date in {args.check}: {', '.join(stale)}; "
+                    f"run: streetwatch docs --write {args.check}",
+                    file=sys.stderr,
+                )
+                return 1
+            return 0
+        cfg = load_config(args.config)
+        _setup_logging(args.log_level)
+        if args.command == "edge":
+            return asyncio.run(_edge(cfg, args.fast))
+        if args.command == "tail":
+            return asyncio.run(_tail(cfg, args.json))
+        if args.command == "dispatch":
+            from pipeline.app import run_worker
+
+            run_worker(cfg, loglevel=args.log_level)
+            return 0
+    except ConfigError as exc:
+        print(f"streetwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ModelFileError, SourceError, BrokerUnavailable) as exc:
+        print(f"streetwatch: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Configuration of an edge box and its dispatch worker, read from TOML.
+
+Strict: unknown keys are errors, types are not coerced (``"5"`` is not 5),
+and references between sections (a rule's zone, a zone's place) must
+resolve. :func:`load_config` turns every problem into one
+:class:`ConfigError` whose lines each name the field path, e.g.
+``cameras[0].rules[0].zone: no zone 'bay' on camera 'cam-1'``.
+
+Validators here are pure: no file, network or environment access. Whether
+a video path or model file exists is checked when the component that uses
+it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from streetwatch.records import GridRef, Place, Slug
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y]")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PlaceConfig(Section):
+    """A named place; zones and sensors point at one by ``place_id``."""
+
+    place_id: Slug
+    name: str = Field(default="", description="Address or landmark, shown to reviewers")
+    lat: float | None = Field(default=None, ge=-90, le=90, description="WGS84 latitude")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="WGS84 longitude")
+    grids: dict[Literal["large", "medium", "small", "micro"], str] = Field(
+        default_factory=dict, description="Grid id per level (大/中/小/微)"
+    )
+
+    def to_place(self) -> Place:
+        return Place(
+            place_id=self.place_id,
+            name=self.name,
+            lat=self.lat,
+            lon=self.lon,
+            grids=GridRef(**self.grids),
+        )
+
+
+class ZoneConfig(Section):
+    """A polygon in a camera's pixel coordinates, tied to a place."""
+
+    zone_id: Slug
+    place: Slug = Field(description="place_id of the place this zone covers")
+    polygon: list[Point] = Field(min_length=3, description="Vertices [x, y] in pixels")
+
+
+VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle")
+
+
+class ParkingRuleConfig(Section):
+    """Illegal parking: a vehicle stands still inside a zone for ``dwell_s``."""
+
+    type: Literal["illegal_parking"]
+    rule_id: Slug
+    zone: Slug = Field(description="zone_id on the same camera")
+    category: Slug = Field(default="illegal_parking", description="Case category it raises")
+    classes: list[str] = Field(
+        default_factory=lambda: list(VEHICLE_CLASSES),
+        min_length=1,
+        description="Detector classes that count as vehicles",
+    )
+    min_score: float = Field(default=0.3, gt=0, le=1, description="Weaker detections are ignored")
+    dwell_s: float = Field(default=60.0, gt=0, description="Seconds still before it fires")
+    repeat_every_s: float = Field(
+        default=60.0, gt=0, description="While it persists, raise again this often"
+    )
+    still_iou: float = Field(
+        default=0.6, gt=0, lt=1, description="IoU with its first box that counts as not moved"
+    )
+    grace_s: float = Field(
+        default=5.0, ge=0, description="How long a vehicle may go undetected and keep its dwell"
+    )
+
+
+RuleConfig = ParkingRuleConfig
+
+
+class CameraConfig(Section):
+    """A camera, its zones and its rules."""
+
+    camera_id: Slug
+    url: str = Field(description="Video source: a file path (RTSP arrives with the ingest work)")
+    analysis_fps: float = Field(default=2.0, gt=0, le=30, description="Frames analysed per second")
+    loop: bool = Field(default=False, description="Restart a file source when it ends")
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+
+class SensorConfig(Section):
+    """A neuron device and the threshold that raises an alert."""
+
+    device_id: Slug
+    device_type: Slug
+    place: Slug
+    category: Slug = Field(description="Case category its alarm raises, e.g. water_level_high")
+    alarm_above: float = Field(description="A reading above this raises the alarm")
+    clear_below: float = Field(description="The alarm re-arms once a reading falls below this")
+    unit: str = Field(default="", description="Unit of the readings, e.g. m")
+
+    @field_validator("clear_below")
+    @classmethod
+    def _clear_not_above_alarm(cls, v: float, info: ValidationInfo) -> float:
+        alarm = info.data.get("alarm_above")
+        if isinstance(alarm, float | int) and v > alarm:
+            raise ValueError(f"must be <= alarm_above ({alarm})")
+        return v
+
+
+class DetectorConfig(Section):
+    """The object detector every camera of this box uses."""
+
+    type: Literal["nanodet"] = Field(default="nanodet", description="Detector plugin")
+    model: str | None = Field(default=None, description="ONNX path; default: bundled NanoDet-m")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="sha256 of `model`; required with it, so a wrong file is refused",
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
+    score_threshold: float = Field(
+        default=0.3, gt=0, lt=1, description="Detections scoring lower are dropped"
+    )
+    nms_iou: float = Field(
+        default=0.5, gt=0, lt=1, description="Overlap above which the weaker box is suppressed"
+    )
+
+    @model_validator(mode="after")
+    def _model_with_digest(self) -> DetectorConfig:
+        if (self.model is None) != (self.sha256 is None):
+            raise ValueError("give both model and sha256, or neither (bundled NanoDet-m)")
+        return self
+
+
+class KafkaConfig(Section):
+    """The Kafka-API broker that carries alerts and case events."""
+
+    bootstrap: str = Field(default="127.0.0.1:9092", description="host:port of a broker")
+    alerts_topic: str = Field(
+        default="streetwatch.alerts", description="Edge -> dispatch worker, keyed by place"
+    )
+    dispatch_topic: str = Field(
+        default="streetwatch.dispatch",
+        description="Case events for the dispatch system, keyed by case id",
+    )
+    dead_letter_topic: str = Field(
+        default="streetwatch.alerts.dead", description="Alerts the dispatch worker cannot read"
+    )
+    partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of the topics streetwatch creates"
+    )
+
+
+class MqttConfig(Section):
+    """The MQTT broker of the neuron sensors."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port")
+    subscribe: str = Field(
+        default="neuron/+/+/+/up", description="Topic filter: neuron/{town}/{type}/{device_id}/up"
+    )
+    username: str | None = Field(default=None, description="Login, if the broker needs one")
+    password: str | None = Field(default=None, description="Password for username")
+    max_payload_bytes: int = Field(
+        default=65536, ge=64, description="Larger messages are rejected as oversized"
+    )
+
+
+class DispatchConfig(Section):
+    """The faust worker that folds alerts into cases."""
+
+    app_id: Slug = Field(default="streetwatch-dispatch", description="Also the consumer group")
+    datadir: str = Field(default="var/dispatch", description="faust's working folder")
+    session_timeout_s: float = Field(default=10.0, ge=2, le=300)
+
+
+class EdgeConfig(Section):
+    """This edge box."""
+
+    box_id: Slug = Field(default="edge-1", description="Names the box (MQTT client id)")
+    evidence_dir: str = Field(
+        default="var/evidence", description="Where snapshots are written, one folder per camera"
+    )
+
+
+class Config(Section):
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    places: list[PlaceConfig] = Field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    sensors: list[SensorConfig] = Field(default_factory=list)
+
+    def place(self, place_id: str) -> Place:
+        for p in self.places:
+            if p.place_id == place_id:
+                return p.to_place()
+        raise KeyError(place_id)
+
+
+Problem = tuple[str, str]
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; ``problems`` name each field."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = [f"  {path}: {msg}" if path else f"  {msg}" for path, msg in self.problems]
+        super().__init__(f"invalid config {source}:\n" + "\n".join(lines))
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _dangling_references(cfg: Config) -> Iterator[Problem]:
+    places = {p.place_id for p in cfg.places}
+    seen_places: set[str] = set()
+    for i, p in enumerate(cfg.places):
+        if p.place_id in seen_places:
+            yield f"places[{i}].place_id", f"duplicate place_id '{p.place_id}'"
+        seen_places.add(p.place_id)
+    seen_cams: set[str] = set()
+    for c, cam in enumerate(cfg.cameras):
+        if cam.camera_id in seen_cams:
+            yield f"cameras[{c}].camera_id", f"duplicate camera_id '{cam.camera_id}'"
+        seen_cams.add(cam.camera_id)
+        zones = {z.zone_id for z in cam.zones}
+        for z, zone in enumerate(cam.zones):
+            if zone.place not in places:
+                yield f"cameras[{c}].zones[{z}].place", f"no place '{zone.place}' in [[places]]"
+        for r, rule in enumerate(cam.rules):
+            if rule.zone not in zones:
+                known = ", ".join(sorted(zones)) or "none"
+                yield (
+                    f"cameras[{c}].rules[{r}].zone",
+                    f"no zone '{rule.zone}' on camera '{cam.camera_id}' (zones: {known})",
+                )
+    seen_devices: set[str] = set()
+    for s, sensor in enumerate(cfg.sensors):
+        if sensor.place not in places:
+            yield f"sensors[{s}].place", f"no place '{sensor.place}' in [[places]]"
+        if sensor.device_id in seen_devices:
+            yield f"sensors[{s}].device_id", f"duplicate device_id '{sensor.device_id}'"
+        seen_devices.add(sensor.device_id)
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    """Validate already-parsed TOML data; raise :class:`ConfigError`."""
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _path(err["loc"])
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif "input" in err and err["type"].endswith("_type"):
+                msg = f"{msg} (got {type(err['input']).__name__} {err['input']!r})"
+            problems.append((where, msg))
+        raise ConfigError(source, problems) from None
+    problems = list(_dangling_references(cfg))
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML (or, by suffix, JSON) config file; raise :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(str(path), [("", f"not valid JSON: {exc}")]) from None
+        return parse_config(data, str(path))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [("", f"not valid TOML: {exc}")]) from None
+    return parse_config(data, str(path))

@@ -1,0 +1,217 @@
+"""``streetwatch demo``: the whole path on one machine, on embedded defaults.
+
+Starts a Tansu (Kafka API) broker and mosquitto on free 127.0.0.1 ports,
+the dispatch worker (faust) as a child process, the edge worker in this
+process on the demo camera, and a simulated water-level gauge; prints every
+case event published on the dispatch topic; stops after ``duration`` seconds,
+on Ctrl-C, or once every camera has ended and every alert has reached the
+dispatch topic. Every child is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from edge.alert_sink import KafkaAlertSink, ensure_topics
+from edge.worker import EdgeWorker
+from ingest.video_file import Pace
+from pipeline.dispatch_tail import case_events, describe
+from streetwatch.brokers import start_mosquitto, start_tansu
+from streetwatch.config import Config
+from streetwatch.processes import Child
+from streetwatch.records import Alert, CaseEvent
+from streetwatch.sensor_simulator import simulate
+
+log = logging.getLogger("streetwatch.demo")
+
+
+class DemoError(Exception):
+    """The demo could not run; the message says why."""
+
+
+@dataclass
+class RecordingSink:
+    """Passes alerts to the real sink and remembers their ids."""
+
+    inner: KafkaAlertSink
+    published: set[str] = field(default_factory=set)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def publish(self, alert: Alert) -> None:
+        await self.inner.publish(alert)
+        self.published.add(alert.alert_id)
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+
+def _with_brokers(cfg: Config, kafka: str, mqtt_port: int, run_dir: Path) -> Config:
+    return cfg.model_copy(
+        update={
+            "kafka": cfg.kafka.model_copy(update={"bootstrap": kafka}),
+            "mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": mqtt_port}),
+            "dispatch": cfg.dispatch.model_copy(
+                update={"datadir": str(run_dir / "dispatch"), "session_timeout_s": 6.0}
+            ),
+        }
+    )
+
+
+def _check_inputs(cfg: Config) -> None:
+    for cam in cfg.cameras:
+        if not Path(cam.url).is_file():
+            raise DemoError(
+                f"camera {cam.camera_id}: video {cam.url} not found. The demo video comes "
+                "from Debian's opencv-doc package: run `make setup` as root, or "
+                "`apt-get install opencv-doc`."
+            )
+
+
+async def run_demo(
+    cfg: Config,
+    *,
+    pace: Pace,
+    duration: float,
+    run_dir: Path,
+    out: TextIO = sys.stdout,
+) -> int:
+    _check_inputs(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    children: list[Child] = []
+    brokers = []
+    try:
+        tansu = start_tansu(run_dir)
+        brokers.append(tansu)
+        mosquitto = start_mosquitto(run_dir)
+        brokers.append(mosquitto)
+        cfg = _with_brokers(cfg, tansu.address, mosquitto.port, run_dir)
+        config_path = run_dir / "config.json"
+        config_path.write_text(cfg.model_dump_json(indent=2))
+        print(
+            f"brokers: kafka {tansu.address}, mqtt 127.0.0.1:{mosquitto.port}; logs in {run_dir}",
+            file=out,
+            flush=True,
+        )
+        await ensure_topics(cfg.kafka)
+        dispatch = Child(
+            "dispatch",
+            [sys.executable, "-m", "streetwatch.cli", "dispatch", "--config", str(config_path)],
+            log=run_dir / "dispatch.log",
+        )
+        children.append(dispatch)
+        return await _run(cfg, pace, duration, stop, dispatch, out)
+    finally:
+        for child in reversed(children):
+            child.stop()
+        for broker in reversed(brokers):
+            broker.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(
+    cfg: Config, pace: Pace, duration: float, stop: asyncio.Event, dispatch: Child, out: TextIO
+) -> int:
+    sink = RecordingSink(KafkaAlertSink(cfg.kafka))
+    edge = EdgeWorker(cfg, sink, pace=pace)
+    stop_edge = asyncio.Event()
+    edge_task = asyncio.create_task(edge.run(stop_edge))
+    seen_alerts: set[str] = set()
+    cases: dict[str, CaseEvent] = {}
+    last_event = time.monotonic()
+
+    async def tail() -> None:
+        nonlocal last_event
+        async for _raw, event in case_events(cfg.kafka, stop):
+            seen_alerts.add(event.alert_id)
+            cases[event.case_id] = event
+            last_event = time.monotonic()
+            print(describe(event), file=out, flush=True)
+
+    tail_task = asyncio.create_task(tail())
+    await edge.ready.wait()
+    sims_done = threading.Event()
+    stop_sims = threading.Event()
+    sim_readings, sim_interval = (60, 0.05) if pace == "fast" else (60, 1.0)
+
+    def run_sims() -> None:
+        try:
+            for sensor in cfg.sensors:
+                simulate(
+                    cfg.mqtt.host,
+                    cfg.mqtt.port,
+                    sensor,
+                    readings=sim_readings,
+                    interval=sim_interval,
+                    stop=stop_sims,
+                )
+        finally:
+            sims_done.set()
+
+    sim_thread = threading.Thread(target=run_sims, name="sensor-simulator", daemon=True)
+    sim_thread.start()
+    deadline = time.monotonic() + duration
+    status = 0
+    while not stop.is_set() and time.monotonic() < deadline:
+        if not dispatch.running():
+            print(
+                f"dispatch worker exited with {dispatch.proc.returncode}; see its log",
+                file=out,
+                flush=True,
+            )
+            status = 1
+            break
+        inputs_done = edge.cameras_finished.is_set() and sims_done.is_set()
+        delivered = sink.published <= seen_alerts
+        if inputs_done and delivered and time.monotonic() - last_event > 2.0:
+            break
+        await asyncio.sleep(0.2)
+    stop_sims.set()
+    stop_edge.set()
+    stats = await edge_task
+    await asyncio.sleep(0.5)
+    stop.set()
+    await tail_task
+    sim_thread.join(5)
+    missing = sink.published - seen_alerts
+    by_category = Counter(e.case.category for e in cases.values())
+    print(
+        f"\n{len(cases)} case(s) from {stats.alerts} alert(s): "
+        + ", ".join(f"{n} {c}" for c, n in sorted(by_category.items())),
+        file=out,
+    )
+    for e in sorted(cases.values(), key=lambda e: e.case.first_seen):
+        c = e.case
+        print(
+            f"  {c.case_id} {c.category} @ {c.place.place_id}: {c.alert_count} alert(s), "
+            f"v{c.version}, {len(c.evidence)} evidence file(s)",
+            file=out,
+        )
+    if stats.rejects:
+        print(f"rejected sensor messages: {dict(stats.rejects)}", file=out)
+    if missing:
+        print(
+            f"{len(missing)} alert(s) not yet on the dispatch topic when the demo stopped", file=out
+        )
+    out.flush()
+    return status
+
+
+def default_run_dir() -> Path:
+    return Path("var/demo") / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")

@@ -1,0 +1,44 @@
+"""Shared fixtures: real brokers on 127.0.0.1, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
+
+ROOT = Path(__file__).resolve().parent.parent
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+BUS_JPG = ROOT / ".cache" / "media" / "bus.jpg"
+
+
+def _require(path: Path, how: str) -> Path:
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: {how}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vtest_video() -> Path:
+    return _require(VTEST, "install Debian's opencv-doc (make test does this as root)")
+
+
+@pytest.fixture(scope="session")
+def bus_jpg() -> Path:
+    return _require(BUS_JPG, "run scripts/setup.sh test (make test does this)")
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    broker = start_tansu(tmp_path_factory.mktemp("tansu"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
+    broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker
+    broker.stop()

@@ -1,0 +1,55 @@
+"""Folding alerts into cases (pure logic)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipeline.dedup import case_key, fold
+from streetwatch.records import Alert, Case, CaseEvent, CaseEventType, SourceKind
+from tests.factories import alert, at
+
+
+def run(alerts: Iterable[Alert], table: dict[str, Case] | None = None) -> list[CaseEvent]:
+    table = {} if table is None else table
+    events = []
+    for a in alerts:
+        key = case_key(a.category, a.place.place_id)
+        event = fold(table.get(key), a, at(1000))
+        if event is not None:
+            table[key] = event.case
+            events.append(event)
+    return events
+
+
+def test_repeats_at_one_place_update_one_case() -> None:
+    events = run(alert(s) for s in (10, 20, 30))
+    assert [e.type for e in events] == [CaseEventType.OPENED, *[CaseEventType.UPDATED] * 2]
+    assert {e.case_id for e in events} == {events[0].case_id}
+    last = events[-1].case
+    assert (last.alert_count, last.version, last.last_seen) == (3, 3, at(30))
+    assert [e.event_id for e in events] == [f"{last.case_id}:v{v}" for v in (1, 2, 3)]
+
+
+def test_other_place_or_category_is_another_case() -> None:
+    events = run([alert(10), alert(10, place="bay-2"), alert(10, category="piled_goods")])
+    assert len({e.case_id for e in events}) == 3
+
+
+def test_redelivered_alerts_change_nothing() -> None:
+    table: dict[str, Case] = {}
+    first = run([alert(10), alert(20)], table)
+    again = run([alert(10), alert(20)], table)
+    assert again == []
+    assert first[-1].case.alert_count == 2
+
+
+def test_replaying_the_stream_gives_identical_cases() -> None:
+    stream = [alert(10), alert(10, source="wl-1", kind=SourceKind.SENSOR), alert(20)]
+    a, b = run(stream), run(stream)
+    assert [(e.event_id, e.case) for e in a] == [(e.event_id, e.case) for e in b]
+
+
+def test_two_sources_at_one_place_are_one_case_with_both_sources() -> None:
+    events = run([alert(10), alert(15, source="cam-2")])
+    assert len({e.case_id for e in events}) == 1
+    assert set(events[-1].case.sources) == {"camera:cam-1", "camera:cam-2"}

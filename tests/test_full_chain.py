@@ -1,0 +1,336 @@
+"""The whole path on real parts: vtest.avi + MQTT readings -> Tansu -> faust -> dispatch topic.
+
+Brokers (Tansu, mosquitto) are real processes started by fixtures; the
+dispatch worker runs as `streetwatch dispatch` in a child process; the edge
+worker runs in the test process with the real Kafka sink and MQTT client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.alert_sink import KafkaAlertSink, ensure_topics
+from edge.worker import EdgeWorker
+from streetwatch.brokers import RunningBroker
+from streetwatch.config import Config, KafkaConfig, parse_config
+from streetwatch.processes import Child
+from streetwatch.records import Alert, Case, CaseEvent, Place
+from tests.wire import assert_valid
+
+pytestmark = pytest.mark.integration
+
+# Water level readings: hover above the alarm, fall, rise: three excursions.
+LEVELS = [0.30, 0.61, 0.55, 0.62, 0.58, 0.30, 0.70, 0.52, 0.20, 0.80, 0.45]
+MALFORMED = [b"{not json", b'{"value": "deep"}', b"\xff" * 10, b'{"value": 1}' + b" " * 70000]
+
+
+def edge_config(tmp: Path, video: Path, tansu: RunningBroker, mosquitto: RunningBroker) -> Config:
+    run = uuid.uuid4().hex[:8]
+    return parse_config(
+        {
+            "edge": {"box_id": "ws-test", "evidence_dir": str(tmp / "evidence")},
+            "kafka": {
+                "bootstrap": tansu.address,
+                "alerts_topic": f"alerts-{run}",
+                "dispatch_topic": f"dispatch-{run}",
+                "dead_letter_topic": f"dead-{run}",
+                "partitions": 2,
+            },
+            "mqtt": {"port": mosquitto.port},
+            "dispatch": {
+                "app_id": f"dispatch-{run}",
+                "datadir": str(tmp / "faust"),
+                "session_timeout_s": 6.0,
+            },
+            "places": [
+                {"place_id": "loading-bay", "name": "Loading bay"},
+                {"place_id": "crossing", "name": "Crossing with walking people"},
+                {"place_id": "underpass", "name": "Underpass"},
+            ],
+            "cameras": [
+                {
+                    "camera_id": "cam-vtest",
+                    "url": str(video),
+                    "analysis_fps": 2.0,
+                    "zones": [
+                        # the parked van and car at the top right, whole run
+                        {
+                            "zone_id": "bay",
+                            "place": "loading-bay",
+                            "polygon": [[600, 55], [768, 55], [768, 130], [600, 130]],
+                        },
+                        # the road where people walk all the time
+                        {
+                            "zone_id": "road",
+                            "place": "crossing",
+                            "polygon": [[0, 190], [768, 190], [768, 440], [0, 440]],
+                        },
+                    ],
+                    "rules": [
+                        {
+                            "type": "illegal_parking",
+                            "rule_id": "bay-parking",
+                            "zone": "bay",
+                            "dwell_s": 10.0,
+                            "repeat_every_s": 10.0,
+                        },
+                        {
+                            "type": "illegal_parking",
+                            "rule_id": "road-parking",
+                            "zone": "road",
+                            "dwell_s": 10.0,
+                            "repeat_every_s": 10.0,
+                        },
+                    ],
+                }
+            ],
+            "sensors": [
+                {
+                    "device_id": "wl-1",
+                    "device_type": "water_level",
+                    "place": "underpass",
+                    "category": "water_level_high",
+                    "alarm_above": 0.5,
+                    "clear_below": 0.4,
+                    "unit": "m",
+                }
+            ],
+        }
+    )
+
+
+@dataclass
+class RecordingSink:
+    inner: KafkaAlertSink
+    ids: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def publish(self, alert: Alert) -> None:
+        await self.inner.publish(alert)
+        self.ids.append(alert.alert_id)
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+
+class Topic:
+    """Collects every message on a topic from the start, in the background."""
+
+    def __init__(self, kafka: KafkaConfig, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka.bootstrap,
+            group_id=f"t-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.messages: list[bytes] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Topic:
+        await self.consumer.start()
+        self.task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.consumer.stop()
+
+    async def _collect(self) -> None:
+        async for rec in self.consumer:
+            self.messages.append(rec.value)
+
+    def events(self) -> list[CaseEvent]:
+        return [CaseEvent.model_validate_json(m) for m in self.messages]
+
+    async def wait_for(self, alert_ids: set[str], timeout: float = 90) -> None:
+        async def seen() -> None:
+            while not alert_ids <= {e.alert_id for e in self.events()}:
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(seen(), timeout)
+
+
+def dispatch_worker(cfg: Config, tmp: Path, name: str) -> Child:
+    path = tmp / f"{name}.json"
+    path.write_text(cfg.model_dump_json())
+    return Child(
+        name,
+        [sys.executable, "-m", "streetwatch.cli", "dispatch", "--config", str(path)],
+        log=tmp / f"{name}.log",
+    )
+
+
+def publish_readings(port: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    topic = "neuron/town-1/water_level/wl-1/up"
+    for i, level in enumerate(LEVELS):
+        client.publish(
+            topic, json.dumps({"value": level, "ts": 1763600000 + i, "unit": "m"}), qos=1
+        ).wait_for_publish(5)
+        client.publish(topic, MALFORMED[i % len(MALFORMED)], qos=1).wait_for_publish(5)
+    client.publish("neuron/town-1/water_level/ghost-9/up", b'{"value": 9}', qos=1).wait_for_publish(
+        5
+    )
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+async def chain(
+    tmp_path: Path, vtest_video: Path, tansu: RunningBroker, mosquitto: RunningBroker
+) -> AsyncIterator[tuple[Config, Child]]:
+    cfg = edge_config(tmp_path, vtest_video, tansu, mosquitto)
+    await ensure_topics(cfg.kafka)
+    worker = dispatch_worker(cfg, tmp_path, "dispatch-1")
+    yield cfg, worker
+    worker.stop()
+
+
+async def test_video_and_sensor_alerts_become_deduplicated_cases(
+    chain: tuple[Config, Child], tmp_path: Path
+) -> None:
+    cfg, worker = chain
+    sink = RecordingSink(KafkaAlertSink(cfg.kafka))
+    edge = EdgeWorker(cfg, sink, pace="fast")
+    stop = asyncio.Event()
+    async with (
+        Topic(cfg.kafka, cfg.kafka.dispatch_topic) as dispatch,
+        Topic(cfg.kafka, cfg.kafka.alerts_topic) as alerts,
+    ):
+        run = asyncio.create_task(edge.run(stop))
+        await asyncio.wait_for(edge.ready.wait(), 60)
+        await asyncio.to_thread(publish_readings, cfg.mqtt.port)
+        await asyncio.wait_for(edge.cameras_finished.wait(), 120)
+        for _ in range(200):  # every reading (and the unknown device's) has been handled
+            if edge.stats.readings == len(LEVELS) + 1:
+                break
+            await asyncio.sleep(0.05)
+        await dispatch.wait_for(set(sink.ids))
+        stop.set()
+        stats = await run
+        assert worker.running(), "dispatch worker died; see its log"
+
+        events = dispatch.events()
+        cases = {e.case_id: e.case for e in events}
+        latest = {
+            cid: max((e for e in events if e.case_id == cid), key=lambda e: e.version).case
+            for cid in cases
+        }
+        by_place = {c.place.place_id: c for c in latest.values()}
+
+        # one parking case, updated (not duplicated) while the van stands
+        parking = [c for c in latest.values() if c.category == "illegal_parking"]
+        assert len(parking) == 1 and parking[0].place.place_id == "loading-bay"
+        assert parking[0].alert_count > 1
+        for ev in parking[0].evidence:
+            data = Path(ev.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == ev.sha256
+            assert data[:2] == b"\xff\xd8"  # a JPEG
+        # one sensor case for three excursions above the threshold
+        sensor = [c for c in latest.values() if c.category == "water_level_high"]
+        assert len(sensor) == 1 and sensor[0].alert_count == 3
+        assert [r.value for r in sensor[0].readings][-1] == 0.80
+        # nothing for the road where people walk
+        assert "crossing" not in by_place
+        assert len(latest) == 2
+        # bad input was counted, not fatal
+        assert stats.rejects == {
+            "not_json": 6,
+            "bad_fields": 3,
+            "oversized": 2,
+            "unknown_device": 1,
+        }
+        # versions only grow, one event per alert
+        assert len(events) == len(sink.ids) == len(set(sink.ids))
+        # every message validates against the committed schemas
+        assert len(alerts.messages) == len(sink.ids)
+        for raw in alerts.messages:
+            assert_valid("alert", raw)
+        for raw in dispatch.messages:
+            assert_valid("case_event", raw)
+            assert_valid("case", json.dumps(json.loads(raw)["case"]).encode())
+
+        # --- the same alerts again: no new cases, no new events
+        first_events = list(dispatch.messages)
+        places = {Alert.model_validate_json(m).place.place_id for m in alerts.messages}
+        producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for raw in alerts.messages[: len(sink.ids)]:
+                a = Alert.model_validate_json(raw)
+                await producer.send_and_wait(
+                    cfg.kafka.alerts_topic, raw, key=a.place.place_id.encode()
+                )
+            # a marker per place, behind the duplicates on the same partition
+            markers = []
+            for place in sorted(places):
+                marker = Alert.model_validate_json(alerts.messages[0]).model_copy(
+                    update={
+                        "category": "replay_marker",
+                        "place": latest_place(latest, place),
+                        "alert_id": f"marker-{place}",
+                    }
+                )
+                markers.append(marker.alert_id)
+                await producer.send_and_wait(
+                    cfg.kafka.alerts_topic, marker.to_json_bytes(), key=place.encode()
+                )
+        finally:
+            await producer.stop()
+        await dispatch.wait_for(set(markers))
+        new = dispatch.messages[len(first_events) :]
+        assert sorted(CaseEvent.model_validate_json(m).alert_id for m in new) == sorted(markers)
+
+    # --- a fresh worker replaying the whole alerts topic makes identical cases
+    replay_cfg = cfg.model_copy(
+        update={
+            "kafka": cfg.kafka.model_copy(
+                update={"dispatch_topic": cfg.kafka.dispatch_topic + "-replay"}
+            ),
+            "dispatch": cfg.dispatch.model_copy(update={"app_id": cfg.dispatch.app_id + "-replay"}),
+        }
+    )
+    await ensure_topics(replay_cfg.kafka)
+    replay_worker = dispatch_worker(replay_cfg, tmp_path, "dispatch-replay")
+    try:
+        async with Topic(replay_cfg.kafka, replay_cfg.kafka.dispatch_topic) as replayed:
+            await replayed.wait_for(set(sink.ids) | set(markers))
+
+            def key(e: CaseEvent) -> tuple[str, str]:
+                return e.event_id, e.case.model_dump_json()
+
+            original = sorted(key(e) for e in dispatch_events(first_events))
+            again = sorted(key(e) for e in replayed.events() if e.case.category != "replay_marker")
+            assert again == original
+    finally:
+        replay_worker.stop()
+
+
+def dispatch_events(raw: list[bytes]) -> list[CaseEvent]:
+    return [CaseEvent.model_validate_json(m) for m in raw]
+
+
+def latest_place(latest: dict[str, Case], place_id: str) -> Place:
+    for case in latest.values():
+        if case.place.place_id == place_id:
+            return case.place
+    raise KeyError(place_id)
