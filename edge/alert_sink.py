@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -101,3 +102,25 @@ class KafkaAlertSink:
 
     async def stop(self) -> None:
         await self.producer.stop()
+
+
+@dataclass
+class RecordingSink:
+    """Passes alerts to another sink and remembers the ids it published.
+
+    Lets a supervisor (the demo, tests) tell when every alert it sent has
+    reached the dispatch topic. Unbounded: not for long-running workers.
+    """
+
+    inner: AlertSink
+    published: set[str] = field(default_factory=set)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def publish(self, alert: Alert) -> None:
+        await self.inner.publish(alert)
+        self.published.add(alert.alert_id)
+
+    async def stop(self) -> None:
+        await self.inner.stop()

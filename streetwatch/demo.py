@@ -17,19 +17,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from edge.alert_sink import KafkaAlertSink, ensure_topics
+from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
 from edge.worker import EdgeWorker
 from ingest.video_file import Pace
 from pipeline.dispatch_tail import case_events, describe
 from streetwatch.brokers import start_mosquitto, start_tansu
 from streetwatch.config import Config
 from streetwatch.processes import Child
-from streetwatch.records import Alert, CaseEvent
+from streetwatch.records import CaseEvent
 from streetwatch.sensor_simulator import simulate
 
 log = logging.getLogger("streetwatch.demo")
@@ -37,24 +36,6 @@ log = logging.getLogger("streetwatch.demo")
 
 class DemoError(Exception):
     """The demo could not run; the message says why."""
-
-
-@dataclass
-class RecordingSink:
-    """Passes alerts to the real sink and remembers their ids."""
-
-    inner: KafkaAlertSink
-    published: set[str] = field(default_factory=set)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def publish(self, alert: Alert) -> None:
-        await self.inner.publish(alert)
-        self.published.add(alert.alert_id)
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
 
 def _with_brokers(cfg: Config, kafka: str, mqtt_port: int, run_dir: Path) -> Config:

@@ -13,7 +13,6 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -21,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.alert_sink import KafkaAlertSink, ensure_topics
+from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
 from edge.worker import EdgeWorker
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, KafkaConfig, parse_config
@@ -109,22 +108,6 @@ def edge_config(tmp: Path, video: Path, tansu: RunningBroker, mosquitto: Running
             ],
         }
     )
-
-
-@dataclass
-class RecordingSink:
-    inner: KafkaAlertSink
-    ids: list[str] = field(default_factory=list)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def publish(self, alert: Alert) -> None:
-        await self.inner.publish(alert)
-        self.ids.append(alert.alert_id)
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
 
 class Topic:
@@ -224,7 +207,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
             if edge.stats.readings == len(LEVELS) + 1:
                 break
             await asyncio.sleep(0.05)
-        await dispatch.wait_for(set(sink.ids))
+        await dispatch.wait_for(set(sink.published))
         stop.set()
         stats = await run
         assert worker.running(), "dispatch worker died; see its log"
@@ -260,9 +243,9 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
             "unknown_device": 1,
         }
         # versions only grow, one event per alert
-        assert len(events) == len(sink.ids) == len(set(sink.ids))
+        assert len(events) == len(sink.published) == stats.alerts
         # every message validates against the committed schemas
-        assert len(alerts.messages) == len(sink.ids)
+        assert len(alerts.messages) == len(sink.published)
         for raw in alerts.messages:
             assert_valid("alert", raw)
         for raw in dispatch.messages:
@@ -275,7 +258,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
         producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all")
         await producer.start()
         try:
-            for raw in alerts.messages[: len(sink.ids)]:
+            for raw in alerts.messages[: len(sink.published)]:
                 a = Alert.model_validate_json(raw)
                 await producer.send_and_wait(
                     cfg.kafka.alerts_topic, raw, key=a.place.place_id.encode()
@@ -313,7 +296,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
     replay_worker = dispatch_worker(replay_cfg, tmp_path, "dispatch-replay")
     try:
         async with Topic(replay_cfg.kafka, replay_cfg.kafka.dispatch_topic) as replayed:
-            await replayed.wait_for(set(sink.ids) | set(markers))
+            await replayed.wait_for(set(sink.published) | set(markers))
 
             def key(e: CaseEvent) -> tuple[str, str]:
                 return e.event_id, e.case.model_dump_json()
