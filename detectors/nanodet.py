@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from pydantic import Field, model_validator
 
 from detectors.base import Frame
 from detectors.coco import COCO_CLASSES
 from detectors.detections import Detections, FloatArray, nms
 from detectors.model_file import verified_model
+from streetwatch.config_base import Section
 
 INPUT_SIZE = 416
 STRIDES = (8, 16, 32)
@@ -31,6 +34,31 @@ STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nanodet-m.onnx"
 DEFAULT_SHA256 = "74e96027fc50189bf95fd0b7dadd9ee597c46aeb2b1d7da2ef127516d3549fdf"
+
+
+class NanoDetConfig(Section):
+    """NanoDet-m (COCO) on onnxruntime: the bundled offline default."""
+
+    type: Literal["nanodet"] = Field(default="nanodet", description="Detector plugin")
+    model: str | None = Field(default=None, description="ONNX path; default: bundled NanoDet-m")
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="sha256 of `model`; required with it, so a wrong file is refused",
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
+    score_threshold: float = Field(
+        default=0.3, gt=0, lt=1, description="Detections scoring lower are dropped"
+    )
+    nms_iou: float = Field(
+        default=0.5, gt=0, lt=1, description="Overlap above which the weaker box is suppressed"
+    )
+
+    @model_validator(mode="after")
+    def _model_with_digest(self) -> NanoDetConfig:
+        if (self.model is None) != (self.sha256 is None):
+            raise ValueError("give both model and sha256, or neither (bundled NanoDet-m)")
+        return self
 
 
 @dataclass(frozen=True)

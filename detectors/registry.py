@@ -1,12 +1,13 @@
-"""Builds the configured detector plugin."""
+"""Detector plugins by config ``type``: the config union and the factory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from detectors.base import Detector
-from detectors.nanodet import NanoDet
-from streetwatch.config import DetectorConfig
+from detectors.nanodet import NanoDet, NanoDetConfig
+
+DetectorConfig = NanoDetConfig
 
 
 def build_detector(cfg: DetectorConfig) -> Detector:

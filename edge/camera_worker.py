@@ -9,7 +9,7 @@ from pathlib import Path
 
 from detectors.base import Detector
 from detectors.detections import Detections
-from edge.parking_rule import Firing, ParkingRule
+from edge.rules.parking import Firing, ParkingRule
 from edge.snapshot import annotate, local_time, write_snapshot
 from edge.zones import Zone
 from ingest.frames import Frame

@@ -17,25 +17,20 @@ import json
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
+from detectors.nanodet import NanoDetConfig
+from detectors.registry import DetectorConfig
+from edge.rules.registry import RuleConfig
+from streetwatch.config_base import Point, Section
 from streetwatch.records import GridRef, Place, Slug
-
-Point = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y]")]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class PlaceConfig(Section):
@@ -67,37 +62,6 @@ class ZoneConfig(Section):
     polygon: list[Point] = Field(min_length=3, description="Vertices [x, y] in pixels")
 
 
-VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle")
-
-
-class ParkingRuleConfig(Section):
-    """Illegal parking: a vehicle stands still inside a zone for ``dwell_s``."""
-
-    type: Literal["illegal_parking"]
-    rule_id: Slug
-    zone: Slug = Field(description="zone_id on the same camera")
-    category: Slug = Field(default="illegal_parking", description="Case category it raises")
-    classes: list[str] = Field(
-        default_factory=lambda: list(VEHICLE_CLASSES),
-        min_length=1,
-        description="Detector classes that count as vehicles",
-    )
-    min_score: float = Field(default=0.3, gt=0, le=1, description="Weaker detections are ignored")
-    dwell_s: float = Field(default=60.0, gt=0, description="Seconds still before it fires")
-    repeat_every_s: float = Field(
-        default=60.0, gt=0, description="While it persists, raise again this often"
-    )
-    still_iou: float = Field(
-        default=0.6, gt=0, lt=1, description="IoU with its first box that counts as not moved"
-    )
-    grace_s: float = Field(
-        default=5.0, ge=0, description="How long a vehicle may go undetected and keep its dwell"
-    )
-
-
-RuleConfig = ParkingRuleConfig
-
-
 class CameraConfig(Section):
     """A camera, its zones and its rules."""
 
@@ -127,31 +91,6 @@ class SensorConfig(Section):
         if isinstance(alarm, float | int) and v > alarm:
             raise ValueError(f"must be <= alarm_above ({alarm})")
         return v
-
-
-class DetectorConfig(Section):
-    """The object detector every camera of this box uses."""
-
-    type: Literal["nanodet"] = Field(default="nanodet", description="Detector plugin")
-    model: str | None = Field(default=None, description="ONNX path; default: bundled NanoDet-m")
-    sha256: str | None = Field(
-        default=None,
-        pattern=r"^[0-9a-fA-F]{64}$",
-        description="sha256 of `model`; required with it, so a wrong file is refused",
-    )
-    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
-    score_threshold: float = Field(
-        default=0.3, gt=0, lt=1, description="Detections scoring lower are dropped"
-    )
-    nms_iou: float = Field(
-        default=0.5, gt=0, lt=1, description="Overlap above which the weaker box is suppressed"
-    )
-
-    @model_validator(mode="after")
-    def _model_with_digest(self) -> DetectorConfig:
-        if (self.model is None) != (self.sha256 is None):
-            raise ValueError("give both model and sha256, or neither (bundled NanoDet-m)")
-        return self
 
 
 class KafkaConfig(Section):
@@ -210,7 +149,7 @@ class Config(Section):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    detector: DetectorConfig = Field(default_factory=NanoDetConfig)
     places: list[PlaceConfig] = Field(default_factory=list)
     cameras: list[CameraConfig] = Field(default_factory=list)
     sensors: list[SensorConfig] = Field(default_factory=list)

@@ -9,14 +9,14 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from detectors.nanodet import NanoDetConfig
+from edge.rules.parking import ParkingRuleConfig
 from streetwatch.config import (
     CameraConfig,
-    DetectorConfig,
     DispatchConfig,
     EdgeConfig,
     KafkaConfig,
     MqttConfig,
-    ParkingRuleConfig,
     PlaceConfig,
     SensorConfig,
     ZoneConfig,
@@ -26,7 +26,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[edge]", EdgeConfig),
     ("[kafka]", KafkaConfig),
     ("[mqtt]", MqttConfig),
-    ("[detector]", DetectorConfig),
+    ('[detector] type = "nanodet"', NanoDetConfig),
     ("[dispatch]", DispatchConfig),
     ("[[places]]", PlaceConfig),
     ("[[cameras]]", CameraConfig),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from detectors.detections import Detections
-from edge.parking_rule import Firing, ParkingRule
+from edge.rules.parking import Firing, ParkingRule, ParkingRuleConfig
 from edge.zones import Zone
-from streetwatch.config import ParkingRuleConfig
 from tests.factories import at, dets
 
 ZONE = Zone("bay", [[100, 100], [400, 100], [400, 300], [100, 300]])

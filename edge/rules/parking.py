@@ -16,12 +16,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from detectors.detections import Detections, FloatArray, box_iou
 from edge.zones import Zone
-from streetwatch.config import ParkingRuleConfig
+from streetwatch.config_base import Section
+from streetwatch.records import Slug
+
+VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle")
+
+
+class ParkingRuleConfig(Section):
+    """Illegal parking: a vehicle stands still inside a zone for ``dwell_s``."""
+
+    type: Literal["illegal_parking"]
+    rule_id: Slug
+    zone: Slug = Field(description="zone_id on the same camera")
+    category: Slug = Field(default="illegal_parking", description="Case category it raises")
+    classes: list[str] = Field(
+        default_factory=lambda: list(VEHICLE_CLASSES),
+        min_length=1,
+        description="Detector classes that count as vehicles",
+    )
+    min_score: float = Field(default=0.3, gt=0, le=1, description="Weaker detections are ignored")
+    dwell_s: float = Field(default=60.0, gt=0, description="Seconds still before it fires")
+    repeat_every_s: float = Field(
+        default=60.0, gt=0, description="While it persists, raise again this often"
+    )
+    still_iou: float = Field(
+        default=0.6, gt=0, lt=1, description="IoU with its first box that counts as not moved"
+    )
+    grace_s: float = Field(
+        default=5.0, ge=0, description="How long a vehicle may go undetected and keep its dwell"
+    )
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Rule plugins: each file holds a rule and its config."""
