@@ -18,7 +18,6 @@ from streetwatch.records import Evidence, EvidenceKind
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ZONE_COLOUR = (0, 200, 255)  # amber, BGR
 FIRING_COLOUR = (0, 0, 255)  # red
-OTHER_COLOUR = (200, 200, 200)
 JPEG_QUALITY = 88
 
 
@@ -34,7 +33,6 @@ def annotate(
     image: Frame,
     zone: Zone,
     firing: Detections,
-    others: Detections,
     header: list[str],
 ) -> Frame:
     """Return a copy of ``image`` with the zone, boxes and header drawn on it."""
@@ -46,11 +44,10 @@ def annotate(
     cv2.polylines(out, [poly], True, ZONE_COLOUR, 2, cv2.LINE_AA)
     x0, y0 = (int(v) for v in poly.reshape(-1, 2).min(axis=0))
     _label(out, f"zone {zone.zone_id}", x0, y0 - 2, ZONE_COLOUR)
-    for dets, colour in ((others, OTHER_COLOUR), (firing, FIRING_COLOUR)):
-        for i in range(len(dets)):
-            x1, y1, x2, y2 = (round(float(v)) for v in dets.xyxy[i])
-            cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-            _label(out, f"{dets.label(i)} {float(dets.scores[i]):.2f}", x1, y1 - 2, colour)
+    for i in range(len(firing)):
+        x1, y1, x2, y2 = (round(float(v)) for v in firing.xyxy[i])
+        cv2.rectangle(out, (x1, y1), (x2, y2), FIRING_COLOUR, 2)
+        _label(out, f"{firing.label(i)} {float(firing.scores[i]):.2f}", x1, y1 - 2, FIRING_COLOUR)
     y = 18
     for line in header:
         _label(out, line, 4, y, (255, 255, 255))

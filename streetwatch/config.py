@@ -17,7 +17,8 @@ import json
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -28,7 +29,7 @@ from pydantic import (
 
 from detectors.nanodet import NanoDetConfig
 from detectors.registry import DetectorConfig
-from edge.rules.registry import RuleConfig
+from edge.rules.registry import RULE_TYPES, RuleConfig
 from streetwatch.config_base import Point, Section
 from streetwatch.records import GridRef, Place, Slug
 
@@ -62,15 +63,46 @@ class ZoneConfig(Section):
     polygon: list[Point] = Field(min_length=3, description="Vertices [x, y] in pixels")
 
 
+class MotionConfig(Section):
+    """Motion gating: run the detector only when something moved (see edge/motion.py)."""
+
+    enabled: bool = Field(default=True, description="Gate the detector on motion")
+    width: int = Field(default=160, ge=32, le=1920, description="Width of the motion image")
+    threshold: int = Field(default=25, ge=1, le=255, description="Pixel change that is motion")
+    min_area: float = Field(
+        default=0.0005, ge=0, le=1, description="Share of the image that must change"
+    )
+    full_check_every_s: float = Field(
+        default=5.0, gt=0, description="Run the detector at least this often, moving or not"
+    )
+
+
 class CameraConfig(Section):
-    """A camera, its zones and its rules."""
+    """A camera, its zones, masks and rules."""
 
     camera_id: Slug
-    url: str = Field(description="Video source: a file path (RTSP arrives with the ingest work)")
+    url: str = Field(description="Video source: a file path, rtsp:// or http(s):// URL")
     analysis_fps: float = Field(default=2.0, gt=0, le=30, description="Frames analysed per second")
     loop: bool = Field(default=False, description="Restart a file source when it ends")
+    timezone: str = Field(
+        default="Asia/Shanghai", description="Time zone of the rules' active_hours"
+    )
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    ignore_masks: list[Annotated[list[Point], Field(min_length=3)]] = Field(
+        default_factory=list,
+        description="Polygons [[x, y], ...] whose detections are ignored (by bottom centre)",
+    )
     zones: list[ZoneConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{v}'") from None
+        return v
 
 
 class SensorConfig(Section):
@@ -216,6 +248,9 @@ def _dangling_references(cfg: Config) -> Iterator[Problem]:
         seen_devices.add(sensor.device_id)
 
 
+_TAGS = RULE_TYPES | {"nanodet", "yolo-onnx", "ultralytics"}
+
+
 def parse_config(data: object, source: str = "<config>") -> Config:
     """Validate already-parsed TOML data; raise :class:`ConfigError`."""
     try:
@@ -223,7 +258,9 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            where = _path(err["loc"])
+            # pydantic puts a tagged union's tag into the path; the file has no such key
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _TAGS)]
+            where = _path(loc)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"

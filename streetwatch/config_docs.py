@@ -10,12 +10,18 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from detectors.nanodet import NanoDetConfig
+from edge.rules.class_map import ClassMapRuleConfig
+from edge.rules.crowd import CrowdRuleConfig
+from edge.rules.non_motor import NonMotorRuleConfig
 from edge.rules.parking import ParkingRuleConfig
+from edge.rules.piled_goods import PiledGoodsRuleConfig
+from edge.rules.stall import StallRuleConfig
 from streetwatch.config import (
     CameraConfig,
     DispatchConfig,
     EdgeConfig,
     KafkaConfig,
+    MotionConfig,
     MqttConfig,
     PlaceConfig,
     SensorConfig,
@@ -31,7 +37,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[[places]]", PlaceConfig),
     ("[[cameras]]", CameraConfig),
     ("[[cameras.zones]]", ZoneConfig),
+    ("[cameras.motion]", MotionConfig),
     ('[[cameras.rules]] type = "illegal_parking"', ParkingRuleConfig),
+    ('[[cameras.rules]] type = "illegal_stall"', StallRuleConfig),
+    ('[[cameras.rules]] type = "piled_goods"', PiledGoodsRuleConfig),
+    ('[[cameras.rules]] type = "disorderly_non_motor"', NonMotorRuleConfig),
+    ('[[cameras.rules]] type = "crowd_gathering"', CrowdRuleConfig),
+    ('[[cameras.rules]] type = "class_map"', ClassMapRuleConfig),
     ("[[sensors]]", SensorConfig),
 ]
 

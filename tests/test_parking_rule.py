@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from detectors.detections import Detections
-from edge.rules.parking import Firing, ParkingRule, ParkingRuleConfig
+from edge.rules.base import Firing
+from edge.rules.parking import ParkingRule, ParkingRuleConfig
 from edge.zones import Zone
 from tests.factories import at, dets
 

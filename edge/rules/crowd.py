@@ -1,0 +1,55 @@
+"""Crowd gathering (人员聚集): at least N people standing in a zone for T seconds.
+
+People are counted only once they have stood in place for ``settle_s``
+(remembered by where they stand, with a looser overlap than vehicles since
+people sway), so a busy pavement with people walking through never counts
+as a gathering, however many pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from detectors.detections import Detections
+from edge.rules.base import HeldCondition, Holding, RuleBase, ZoneRule
+from edge.stationary import StationaryMemory, shown
+from edge.zones import Zone
+from streetwatch.records import Slug
+
+PERSON = frozenset({"person"})
+
+
+class CrowdRuleConfig(RuleBase):
+    """``min_people`` people stand in the zone for ``dwell_s``."""
+
+    type: Literal["crowd_gathering"]
+    category: Slug = Field(default="crowd_gathering", description="Case category it raises")
+    min_people: int = Field(default=8, ge=2, description="People that make a crowd")
+    settle_s: float = Field(default=5.0, ge=0, description="Seconds in place before one counts")
+    still_iou: float = Field(default=0.3, gt=0, lt=1, description="IoU that counts as in place")
+
+
+class CrowdRule(ZoneRule):
+    def __init__(self, cfg: CrowdRuleConfig, zone: Zone, timezone: str) -> None:
+        super().__init__(cfg, zone, timezone)
+        self.cfg: CrowdRuleConfig = cfg
+        self.memory = StationaryMemory(cfg.still_iou, cfg.grace_s)
+        self.held = HeldCondition(cfg.grace_s)
+
+    def describe(self) -> str:
+        return f">= {self.cfg.min_people} people standing"
+
+    def reset(self) -> None:
+        super().reset()
+        self.memory.clear()
+        self.held.clear()
+
+    def condition(self, now: datetime, dets: Detections) -> Holding | None:
+        people = self.in_zone(dets, PERSON)
+        owners = self.memory.update(now, people)
+        settled = self.memory.standing(now, self.cfg.settle_s)
+        since = self.held.update(now, len(settled) >= self.cfg.min_people)
+        return None if since is None else Holding(since, shown(people, owners, settled))

@@ -1,0 +1,69 @@
+"""Enforcement hours and the motion gate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from edge.motion import MotionGate
+from edge.schedule import ActiveHours, parse_range
+
+
+def shanghai(h: int, m: int) -> datetime:
+    return datetime(2026, 11, 20, h, m, tzinfo=UTC) - timedelta(hours=8)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "h", "m", "active"),
+    [
+        (["06:00-17:30"], 17, 29, True),
+        (["06:00-17:30"], 17, 30, False),
+        (["06:00-17:30"], 5, 59, False),
+        (["22:00-06:00"], 23, 0, True),
+        (["22:00-06:00"], 3, 0, True),
+        (["22:00-06:00"], 12, 0, False),
+        (["08:30-11:30", "13:00-24:00"], 23, 59, True),
+        ([], 3, 0, True),
+    ],
+)
+def test_active_hours_in_local_time(ranges: list[str], h: int, m: int, active: bool) -> None:
+    assert ActiveHours(ranges, "Asia/Shanghai").active(shanghai(h, m)) is active
+
+
+@pytest.mark.parametrize("bad", ["6:00-17:30", "06:00-25:00", "06:00-06:00", "noon-dusk"])
+def test_bad_ranges_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match=bad.split("-")[0]):
+        parse_range(bad)
+
+
+def frame(seed: int = 0, square: tuple[int, int] | None = None) -> np.ndarray:
+    img = np.random.default_rng(0).integers(60, 200, (360, 640, 3), dtype=np.uint8)
+    if square is not None:
+        x, y = square
+        img[y : y + 60, x : x + 60] = 255
+    return img
+
+
+def test_gate_skips_still_frames_and_runs_on_motion_and_periodic_checks() -> None:
+    gate = MotionGate(width=160, threshold=25, min_area=0.001, full_check_every_s=5.0)
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    runs = [gate.should_detect(frame(), t0 + timedelta(seconds=s / 2)) for s in range(20)]
+    # first frame, then a full check every 5 s (every 10th frame at 2 fps)
+    assert [i for i, r in enumerate(runs) if r] == [0, 10]
+    moving = [
+        gate.should_detect(frame(square=(100 + 30 * i, 100)), t0 + timedelta(seconds=10 + i / 2))
+        for i in range(6)
+    ]
+    assert all(moving)
+
+
+def test_masked_motion_does_not_wake_the_detector() -> None:
+    mask = [[[0, 0], [320, 0], [320, 360], [0, 360]]]
+    gate = MotionGate(width=160, threshold=25, min_area=0.001, full_check_every_s=60.0, masks=mask)
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    gate.should_detect(frame(), t0)
+    runs = [gate.should_detect(frame(square=(50 + 20 * i, 100)), t0 + timedelta(seconds=i + 1))
+            for i in range(5)]
+    assert runs == [False] * 5
