@@ -31,8 +31,9 @@ class StillObject:
     first_seen: datetime
     last_seen: datetime
 
-    def dwell(self, now: datetime) -> float:
-        return (now - self.first_seen).total_seconds()
+    def dwell(self) -> float:
+        """Seconds it has been seen standing here (first to last sighting)."""
+        return (self.last_seen - self.first_seen).total_seconds()
 
 
 class StationaryMemory:
@@ -53,9 +54,13 @@ class StationaryMemory:
             del self.objects[self.max_objects :]
         return owners
 
-    def standing(self, now: datetime, dwell_s: float) -> list[StillObject]:
-        """Objects that have stood at least ``dwell_s``."""
-        return [o for o in self.objects if o.dwell(now) >= dwell_s]
+    def standing(self, dwell_s: float) -> list[StillObject]:
+        """Objects seen standing at least ``dwell_s``, and still there (within grace).
+
+        The span runs from first to *last* sighting: an anchor left behind by
+        something that moved on stops growing, so passers-by never qualify.
+        """
+        return [o for o in self.objects if o.dwell() >= dwell_s]
 
     def clear(self) -> None:
         self.objects.clear()

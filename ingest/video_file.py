@@ -47,6 +47,9 @@ class VideoFileSource:
         self.loop = loop
         self.stop = stop or threading.Event()
         self.frames_decoded = 0
+        self.frames_yielded = 0
+        self.reconnects = 0  # FrameSource counters; a file never reconnects or stalls
+        self.stalls = 0
 
     def _open(self) -> tuple[cv2.VideoCapture, float]:
         cap = cv2.VideoCapture(str(self.path))
@@ -80,6 +83,7 @@ class VideoFileSource:
                     ok, image = cap.retrieve()
                     if not ok or image is None:
                         continue
+                    self.frames_yielded += 1
                     yield Frame(
                         camera_id=self.camera_id,
                         index=self.frames_decoded - 1,

@@ -2,9 +2,11 @@
 # Sets up everything streetwatch needs on this machine; safe to run again.
 #   scripts/setup.sh demo   system packages + .venv with the embedded broker
 #   scripts/setup.sh test   the same + dev tools + test media
-# System packages (Debian): mosquitto (MQTT broker), opencv-doc (the demo
-# video vtest.avi). Installed with apt-get when run as root; otherwise the
-# script names what is missing and stops.
+# System packages (Debian), installed with apt-get when run as root;
+# otherwise the script names what is missing and stops:
+#   demo: mosquitto (MQTT broker), opencv-doc (the demo video vtest.avi)
+#   test: + a GStreamer RTSP server (python3-gi, gst-rtsp-server and plugins)
+#         for the camera-stream tests, chromium to prove evidence clips play
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,10 @@ mode=${1:-demo}
 case "$mode" in demo | test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esac
 
 APT_PACKAGES=(mosquitto opencv-doc)
+if [ "$mode" = test ]; then
+  APT_PACKAGES+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium)
+fi
 # The test photo bus.jpg ships inside the ultralytics wheel; only the image
 # is taken from it (ultralytics itself is not installed).
 ULTRALYTICS_WHEEL_VERSION=8.4.190
@@ -26,7 +32,7 @@ if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "setup: missing Debian packages: ${missing[*]}" >&2
     echo "setup: run as root, or: sudo apt-get install ${missing[*]}" >&2

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from streetwatch.config import Config, ConfigError, load_config
@@ -62,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("edge", help="run the edge worker: cameras and sensors to alerts")
     e.add_argument("--config", type=Path, required=True)
     e.add_argument("--fast", action="store_true", help="read video files as fast as possible")
+
+    r = sub.add_parser("replay", help="analyse a recorded video offline into cases and evidence")
+    r.add_argument("video", type=Path)
+    r.add_argument("--config", type=Path, required=True)
+    r.add_argument("--camera", help="camera whose zones and rules to use (if several)")
+    r.add_argument("--out", type=Path, default=Path("var/replay"), help="output folder")
+    r.add_argument("--start", type=datetime.fromisoformat, help="wall time of the first frame")
 
     w = sub.add_parser("dispatch", help="run the dispatch worker: alerts to case events")
     w.add_argument("--config", type=Path, required=True)
@@ -128,6 +136,28 @@ async def _tail(cfg: Config, raw: bool) -> int:
     return 0
 
 
+def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
+    from streetwatch.replay import ReplayError, print_summary, replay
+
+    start = args.start or datetime.now(UTC)
+    if start.tzinfo is None:
+        print(
+            "streetwatch replay: --start needs a time zone, e.g. 2026-11-22T09:00+08:00",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    _setup_logging("WARNING")
+    try:
+        result = replay(
+            cfg, args.video, args.out, camera_id=args.camera, start=start, progress=sys.stderr
+        )
+    except ReplayError as exc:
+        print(f"streetwatch replay: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print_summary(result, args.out)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from detectors.model_file import ModelFileError
     from ingest.frames import SourceError
@@ -157,6 +187,8 @@ def _run(args: argparse.Namespace) -> int:
                 return 1
             return 0
         cfg = load_config(args.config)
+        if args.command == "replay":
+            return _cmd_replay(cfg, args)
         _setup_logging(args.log_level)
         if args.command == "edge":
             return asyncio.run(_edge(cfg, args.fast))

@@ -13,7 +13,7 @@ from detectors.detections import Detections
 from edge.rules.base import ZoneRule
 from edge.rules.registry import RuleConfig, build_rule
 from edge.zones import Zone
-from tests.factories import at, dets
+from tests.factories import T0, at, dets
 
 ZONE = Zone("z", [[0, 0], [1000, 0], [1000, 600], [0, 600]])
 Box = tuple[float, float, float, float]
@@ -22,13 +22,20 @@ Scene = Callable[[int], Detections]  # second -> detections
 
 def make(type_: str, **kw: object) -> ZoneRule:
     cfg = TypeAdapter(RuleConfig).validate_python(
-        {"type": type_, "rule_id": "r", "zone": "z", "dwell_s": 20.0, "repeat_every_s": 1000.0,
-         "grace_s": 3.0, **kw}
+        {
+            "type": type_,
+            "rule_id": "r",
+            "zone": "z",
+            "dwell_s": 20.0,
+            "repeat_every_s": 1000.0,
+            "grace_s": 3.0,
+            **kw,
+        }
     )
     return build_rule(cfg, ZONE, "Asia/Shanghai")
 
 
-def fired_at(rule: ZoneRule, scene: Scene, seconds: int = 60, start: datetime = at(0)) -> list[float]:
+def fired_at(rule: ZoneRule, scene: Scene, seconds: int = 60, start: datetime = T0) -> list[float]:
     out = []
     for s in range(seconds):
         now = start + (at(s) - at(0))
@@ -85,7 +92,9 @@ def test_walking_people_carrying_things_are_not_a_stall() -> None:
 def test_piled_goods_fire_for_still_goods_not_for_people() -> None:
     box = still("suitcase", (100, 400, 160, 470))
     assert fired_at(make("piled_goods"), lambda s: dets(box)) == [20.0]
-    assert fired_at(make("piled_goods"), lambda s: dets(still("person", (100, 300, 140, 400)))) == []
+    assert (
+        fired_at(make("piled_goods"), lambda s: dets(still("person", (100, 300, 140, 400)))) == []
+    )
 
 
 def test_non_motor_fires_only_above_the_limit() -> None:
@@ -101,7 +110,9 @@ def test_crowd_of_standing_people_fires_walking_stream_does_not() -> None:
     rule = make("crowd_gathering", min_people=8, settle_s=5.0)
     assert fired_at(rule, lambda s: dets(*crowd)) == [25.0]
     stream = make("crowd_gathering", min_people=8, settle_s=5.0)
-    assert fired_at(stream, lambda s: dets(*[walking("person", s + 3 * i) for i in range(10)])) == []
+    assert (
+        fired_at(stream, lambda s: dets(*[walking("person", s + 3 * i) for i in range(10)])) == []
+    )
 
 
 def test_class_map_raises_the_configured_category() -> None:

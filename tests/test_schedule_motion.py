@@ -64,6 +64,8 @@ def test_masked_motion_does_not_wake_the_detector() -> None:
     gate = MotionGate(width=160, threshold=25, min_area=0.001, full_check_every_s=60.0, masks=mask)
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
     gate.should_detect(frame(), t0)
-    runs = [gate.should_detect(frame(square=(50 + 20 * i, 100)), t0 + timedelta(seconds=i + 1))
-            for i in range(5)]
+    runs = [
+        gate.should_detect(frame(square=(50 + 20 * i, 100)), t0 + timedelta(seconds=i + 1))
+        for i in range(5)
+    ]
     assert runs == [False] * 5

@@ -27,6 +27,7 @@ class CrowdRuleConfig(RuleBase):
 
     type: Literal["crowd_gathering"]
     category: Slug = Field(default="crowd_gathering", description="Case category it raises")
+    min_score: float = Field(default=0.5, gt=0, le=1, description="Weaker detections are ignored")
     min_people: int = Field(default=8, ge=2, description="People that make a crowd")
     settle_s: float = Field(default=5.0, ge=0, description="Seconds in place before one counts")
     still_iou: float = Field(default=0.3, gt=0, lt=1, description="IoU that counts as in place")
@@ -50,6 +51,8 @@ class CrowdRule(ZoneRule):
     def condition(self, now: datetime, dets: Detections) -> Holding | None:
         people = self.in_zone(dets, PERSON)
         owners = self.memory.update(now, people)
-        settled = self.memory.standing(now, self.cfg.settle_s)
+        # counted: in place for settle_s and seen in this very frame (a gap in
+        # the crowd is bridged by the held condition's grace, not by ghosts)
+        settled = [o for o in self.memory.standing(self.cfg.settle_s) if o.last_seen == now]
         since = self.held.update(now, len(settled) >= self.cfg.min_people)
         return None if since is None else Holding(since, shown(people, owners, settled))

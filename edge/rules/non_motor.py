@@ -48,6 +48,6 @@ class NonMotorRule(ZoneRule):
     def condition(self, now: datetime, dets: Detections) -> Holding | None:
         bikes = self.in_zone(dets, self.classes)
         owners = self.memory.update(now, bikes)
-        parked = self.memory.standing(now, self.cfg.settle_s)
+        parked = self.memory.standing(self.cfg.settle_s)
         since = self.held.update(now, len(parked) > self.cfg.max_parked)
         return None if since is None else Holding(since, shown(bikes, owners, parked))

@@ -86,7 +86,7 @@ class StallRule(ZoneRule):
     def condition(self, now: datetime, dets: Detections) -> Holding | None:
         things = self.in_zone(dets, self.objects)
         owners = self.memory.update(now, things)
-        settled = self.memory.standing(now, self.cfg.settle_s)
+        settled = self.memory.standing(self.cfg.settle_s)
         still_dets = shown(things, owners, settled)
         people = self.in_zone(dets, PERSON)
         near = people[self._people_near(people, still_dets)]
@@ -98,7 +98,7 @@ class StallRule(ZoneRule):
         # they arrived, but no earlier than settle_s before the condition held.
         arrived = min((o.first_seen for o in settled), default=held_since)
         since = max(arrived, held_since - timedelta(seconds=self.cfg.settle_s))
-        standing = self.memory.standing(now, self.cfg.dwell_s)
+        standing = self.memory.standing(self.cfg.dwell_s)
         show = shown(things, owners, standing)
         return Holding(since, _concat(show, near))
 

@@ -38,7 +38,7 @@ class StillObjectsRule(ZoneRule):
     def condition(self, now: datetime, dets: Detections) -> Holding | None:
         candidates = self.in_zone(dets, self.classes)
         owners = self.memory.update(now, candidates)
-        standing = self.memory.standing(now, self.cfg.dwell_s)
+        standing = self.memory.standing(self.cfg.dwell_s)
         if len(self.memory.objects) < self.min_objects:
             return None
         since = sorted(o.first_seen for o in self.memory.objects)[self.min_objects - 1]
