@@ -1,9 +1,20 @@
-"""One camera: frames in, detections (motion-gated), rules, annotated alerts out."""
+"""One camera: frames in, detections (motion-gated), rules, annotated alerts out.
+
+Evidence: every alert carries an annotated snapshot. The first alert of an
+episode (a rule starting to hold) also carries a clip of ``clip.pre_s``
+seconds before and ``clip.post_s`` after it; the clip is encoded off this
+thread, so that alert waits in a queue until its clip is ready, and alerts
+leave this camera in the order they fired. A clip that cannot be made is
+logged and counted, and the alert goes without it.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +22,7 @@ import numpy as np
 
 from detectors.base import Detector
 from detectors.detections import Detections
+from edge.clip_recorder import ClipRecorder
 from edge.motion import MotionGate
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
@@ -18,7 +30,9 @@ from edge.snapshot import annotate, local_time, write_snapshot
 from edge.zones import Zone
 from ingest.frames import Frame
 from streetwatch.config import CameraConfig, Config
-from streetwatch.records import Alert, Place, SourceKind
+from streetwatch.records import Alert, Evidence, Place, SourceKind
+
+CLIP_WAIT_S = 60.0  # longest wait for the last clips when a camera stops
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +71,20 @@ class CameraWorker:
             if m.enabled
             else None
         )
+        c = cam.clip
+        self.clips = (
+            ClipRecorder(
+                cam.camera_id,
+                self.evidence_dir,
+                pre_s=c.pre_s,
+                post_s=c.post_s,
+                budget_bytes=int(c.budget_mb * 1024 * 1024),
+            )
+            if c.enabled
+            else None
+        )
+        self.pending: deque[tuple[Alert, Future[Evidence] | None]] = deque()
+        self.clip_failures: Counter[str] = Counter()
         self.last: Detections | None = None
         self.analysed = 0
         self.detector_runs = 0
@@ -77,18 +105,60 @@ class CameraWorker:
         return self.last
 
     def process(self, frame: Frame) -> list[Alert]:
-        """Analyse one frame; return the alerts it raised (already emitted)."""
+        """Analyse one frame; return the alerts it emitted (possibly from earlier frames)."""
+        if self.clips is not None:
+            self.clips.push(frame)
         dets = self.detections(frame)
         self.analysed += 1
-        raised = []
         for bound in self.rules:
             firing = bound.rule.observe(frame.captured_at, dets)
             if firing is not None:
                 alert = self._alert(frame, bound, firing)
-                self.emit(alert)
-                self.alerts += 1
-                raised.append(alert)
-        return raised
+                clip = None
+                if self.clips is not None and firing.first_of_episode:
+                    clip = self.clips.start(alert.alert_id, frame.captured_at)
+                self.pending.append((alert, clip))
+        return self._emit_ready()
+
+    def finish(self) -> list[Alert]:
+        """The stream ended: complete the clips under way and emit every pending alert."""
+        if self.clips is not None:
+            self.clips.flush()
+        out = self._emit_ready(wait=CLIP_WAIT_S)
+        if self.clips is not None:
+            self.clips.close()
+        return out
+
+    def _emit_ready(self, wait: float | None = None) -> list[Alert]:
+        emitted = []
+        while self.pending:
+            alert, clip = self.pending[0]
+            if clip is not None:
+                if wait is None and not clip.done():
+                    break
+                try:
+                    evidence = clip.result(timeout=wait)
+                    alert = alert.model_copy(update={"evidence": (*alert.evidence, evidence)})
+                except FutureTimeout:
+                    self.clip_failures["timeout"] += 1
+                    log.error(
+                        "event=clip_missing camera=%s alert=%s reason=timeout",
+                        self.cam.camera_id,
+                        alert.alert_id,
+                    )
+                except Exception as exc:
+                    self.clip_failures[type(exc).__name__] += 1
+                    log.error(
+                        "event=clip_missing camera=%s alert=%s reason=%s",
+                        self.cam.camera_id,
+                        alert.alert_id,
+                        exc,
+                    )
+            self.pending.popleft()
+            self.emit(alert)
+            self.alerts += 1
+            emitted.append(alert)
+        return emitted
 
     def _alert(self, frame: Frame, bound: BoundRule, firing: Firing) -> Alert:
         rule, place = bound.rule, bound.place

@@ -23,10 +23,13 @@ from detectors.registry import build_detector
 from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
 from edge.sensor_alerts import SensorAlerts
-from ingest.frames import SourceError
+from ingest.backoff import BackoffPolicy
+from ingest.frames import FrameSource, SourceError, SourceState, SourceStatus
 from ingest.mqtt_source import MqttReadings
+from ingest.open_source import open_source
 from ingest.sensor_payload import BadReading
-from ingest.video_file import Pace, VideoFileSource
+from ingest.stream_source import StreamOptions
+from ingest.video_file import Pace
 from streetwatch.config import CameraConfig, Config
 from streetwatch.records import Alert, SensorReading
 
@@ -159,31 +162,59 @@ class EdgeWorker:
         def emit(alert: Alert) -> None:
             asyncio.run_coroutine_threadsafe(self._publish(alert), loop).result()
 
+        def status(s: SourceStatus) -> None:
+            level = (
+                logging.WARNING
+                if s.state in (SourceState.STALLED, SourceState.RECONNECTING)
+                else logging.INFO
+            )
+            log.log(
+                level,
+                "event=camera_%s camera=%s detail=%s retry_in_s=%s failures=%d",
+                s.state,
+                s.camera_id,
+                s.detail,
+                s.retry_in_s,
+                s.failures,
+            )
+
         worker = CameraWorker(cam, self.cfg, detector, self.evidence_dir, emit)
+        options = StreamOptions(
+            open_timeout_s=cam.stream.open_timeout_s,
+            read_timeout_s=cam.stream.read_timeout_s,
+            backoff=BackoffPolicy(min_s=cam.stream.retry_min_s, max_s=cam.stream.retry_max_s),
+        )
+        source: FrameSource | None = None
         try:
-            source = VideoFileSource(
+            source = open_source(
                 cam.camera_id,
-                Path(cam.url),
+                cam.url,
                 cam.analysis_fps,
                 pace=self.pace,
                 start=start,
                 loop=cam.loop,
                 stop=self.stop_threads,
+                on_status=status,
+                options=options,
             )
             for frame in source.frames():
                 worker.process(frame)
         except SourceError as exc:
             self.stats.camera_errors[cam.camera_id] += 1
             log.error("event=camera_error camera=%s error=%s", cam.camera_id, exc)
-            return
         except Exception:
             self.stats.camera_errors[cam.camera_id] += 1
             log.exception("event=camera_error camera=%s: unexpected failure", cam.camera_id)
-            return
+        finally:
+            worker.finish()  # alerts already raised still go out, with their clips
         log.info(
-            "event=camera_finished camera=%s decoded=%d analysed=%d alerts=%d",
+            "event=camera_finished camera=%s decoded=%d analysed=%d detector_runs=%d alerts=%d "
+            "reconnects=%d stalls=%d",
             cam.camera_id,
-            source.frames_decoded,
+            source.frames_decoded if source else 0,
             worker.analysed,
+            worker.detector_runs,
             worker.alerts,
+            source.reconnects if source else 0,
+            source.stalls if source else 0,
         )

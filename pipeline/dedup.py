@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from streetwatch.records import Alert, Case, CaseEvent, CaseEventType, Evidence
+from streetwatch.records import Alert, Case, CaseEvent, CaseEventType, Evidence, EvidenceKind
 
 KEEP_LATEST_EVIDENCE = 4
+KEEP_CLIPS = 3
 KEEP_READINGS = 10
 
 
@@ -31,11 +32,12 @@ def source_key(alert: Alert) -> str:
 
 
 def _evidence(current: tuple[Evidence, ...], new: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
-    """Keep the first piece of evidence and the most recent few."""
-    if not current:
-        return new[: 1 + KEEP_LATEST_EVIDENCE]
-    first, rest = current[0], current[1:]
-    return (first, *(rest + new)[-KEEP_LATEST_EVIDENCE:])
+    """Keep the first snapshot, the most recent few, and the latest clips (bounded)."""
+    items = current + new
+    clips = [e for e in items if e.kind is EvidenceKind.CLIP][-KEEP_CLIPS:]
+    stills = [e for e in items if e.kind is not EvidenceKind.CLIP]
+    keep = {id(e) for e in (*clips, *stills[:1], *stills[1:][-KEEP_LATEST_EVIDENCE:])}
+    return tuple(e for e in items if id(e) in keep)
 
 
 def open_case(alert: Alert) -> Case:

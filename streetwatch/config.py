@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from detectors.nanodet import NanoDetConfig
@@ -77,6 +78,34 @@ class MotionConfig(Section):
     )
 
 
+class ClipConfig(Section):
+    """Evidence clips: the seconds before and after a rule first fires, as H.264 MP4."""
+
+    enabled: bool = Field(default=True, description="Record a clip when an episode starts")
+    pre_s: float = Field(default=5.0, ge=0, le=60, description="Seconds before the firing")
+    post_s: float = Field(default=5.0, ge=0, le=60, description="Seconds after the firing")
+    budget_mb: float = Field(
+        default=8.0, gt=0, le=512, description="Memory for the pre-event buffer, per camera"
+    )
+
+
+class StreamConfig(Section):
+    """Timeouts of live (RTSP/HTTP) sources."""
+
+    open_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Give up opening after")
+    read_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="A read blocking this long is a stalled stream"
+    )
+    retry_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StreamConfig:
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self
+
+
 class CameraConfig(Section):
     """A camera, its zones, masks and rules."""
 
@@ -88,6 +117,8 @@ class CameraConfig(Section):
         default="Asia/Shanghai", description="Time zone of the rules' active_hours"
     )
     motion: MotionConfig = Field(default_factory=MotionConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     ignore_masks: list[Annotated[list[Point], Field(min_length=3)]] = Field(
         default_factory=list,
         description="Polygons [[x, y], ...] whose detections are ignored (by bottom centre)",

@@ -18,6 +18,7 @@ from edge.rules.piled_goods import PiledGoodsRuleConfig
 from edge.rules.stall import StallRuleConfig
 from streetwatch.config import (
     CameraConfig,
+    ClipConfig,
     DispatchConfig,
     EdgeConfig,
     KafkaConfig,
@@ -25,6 +26,7 @@ from streetwatch.config import (
     MqttConfig,
     PlaceConfig,
     SensorConfig,
+    StreamConfig,
     ZoneConfig,
 )
 
@@ -38,6 +40,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[[cameras]]", CameraConfig),
     ("[[cameras.zones]]", ZoneConfig),
     ("[cameras.motion]", MotionConfig),
+    ("[cameras.clip]", ClipConfig),
+    ("[cameras.stream]", StreamConfig),
     ('[[cameras.rules]] type = "illegal_parking"', ParkingRuleConfig),
     ('[[cameras.rules]] type = "illegal_stall"', StallRuleConfig),
     ('[[cameras.rules]] type = "piled_goods"', PiledGoodsRuleConfig),

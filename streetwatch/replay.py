@@ -121,6 +121,7 @@ def replay(
         worker.process(frame)
         if bar is not None:
             bar.update(source.frames_decoded, len(table.cases))
+    worker.finish()
     if bar is not None:
         bar.close()
     with (out / "alerts.jsonl").open("w", encoding="utf-8") as f:

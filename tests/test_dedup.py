@@ -53,3 +53,33 @@ def test_two_sources_at_one_place_are_one_case_with_both_sources() -> None:
     events = run([alert(10), alert(15, source="cam-2")])
     assert len({e.case_id for e in events}) == 1
     assert set(events[-1].case.sources) == {"camera:cam-1", "camera:cam-2"}
+
+
+def test_case_keeps_its_clip_first_snapshot_and_latest_snapshots() -> None:
+    from streetwatch.records import Evidence, EvidenceKind
+
+    def ev(kind: EvidenceKind, s: int) -> Evidence:
+        return Evidence(
+            kind=kind,
+            path=f"/e/{kind}-{s}",
+            sha256=f"{s:064x}",
+            media_type="image/jpeg",
+            captured_at=at(s),
+        )
+
+    first = alert(10).model_copy(
+        update={"evidence": (ev(EvidenceKind.SNAPSHOT, 10), ev(EvidenceKind.CLIP, 10))}
+    )
+    later = [
+        alert(s).model_copy(update={"evidence": (ev(EvidenceKind.SNAPSHOT, s),)})
+        for s in range(20, 100, 10)
+    ]
+    case = run([first, *later])[-1].case
+    assert [e.path for e in case.evidence] == [
+        "/e/snapshot-10",
+        "/e/clip-10",
+        "/e/snapshot-60",
+        "/e/snapshot-70",
+        "/e/snapshot-80",
+        "/e/snapshot-90",
+    ]

@@ -25,7 +25,7 @@ from edge.worker import EdgeWorker
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, KafkaConfig, parse_config
 from streetwatch.processes import Child
-from streetwatch.records import Alert, Case, CaseEvent, Place
+from streetwatch.records import Alert, Case, CaseEvent, EvidenceKind, Place
 from tests.wire import assert_valid
 
 pytestmark = pytest.mark.integration
@@ -224,10 +224,15 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
         parking = [c for c in latest.values() if c.category == "illegal_parking"]
         assert len(parking) == 1 and parking[0].place.place_id == "loading-bay"
         assert parking[0].alert_count > 1
+        kinds = [ev.kind for ev in parking[0].evidence]
+        assert kinds.count(EvidenceKind.CLIP) == 1 and EvidenceKind.SNAPSHOT in kinds
         for ev in parking[0].evidence:
             data = Path(ev.path).read_bytes()
             assert hashlib.sha256(data).hexdigest() == ev.sha256
-            assert data[:2] == b"\xff\xd8"  # a JPEG
+            if ev.kind is EvidenceKind.SNAPSHOT:
+                assert data[:2] == b"\xff\xd8"  # a JPEG
+            else:
+                assert data[4:8] == b"ftyp" and ev.media_type == "video/mp4"
         # one sensor case for three excursions above the threshold
         sensor = [c for c in latest.values() if c.category == "water_level_high"]
         assert len(sensor) == 1 and sensor[0].alert_count == 3

@@ -63,6 +63,7 @@ class Firing:
 
     first_seen: datetime
     detections: Detections
+    first_of_episode: bool
 
 
 @dataclass(frozen=True)
@@ -139,5 +140,6 @@ class ZoneRule:
             and (now - self.last_fired).total_seconds() < self.cfg.repeat_every_s
         ):
             return None
+        first = self.last_fired is None
         self.last_fired = now
-        return Firing(first_seen=holding.since, detections=holding.shown)
+        return Firing(first_seen=holding.since, detections=holding.shown, first_of_episode=first)
