@@ -25,7 +25,8 @@ lint:
 	$(VENV)/streetwatch docs --check docs
 
 bench: setup-test
-	$(VENV)/python -m bench.edge_path $(ARGS)
+	$(VENV)/python -m bench.edge_path
+	$(VENV)/python -m bench.gating
 
 docs:
 	$(VENV)/streetwatch docs --write docs
