@@ -24,6 +24,7 @@ from detectors.nanodet import NanoDet
 from edge.camera_worker import CameraWorker
 from ingest.video_file import VideoFileSource
 from streetwatch.config import parse_config
+from streetwatch.records import Alert
 from tests import scenes
 
 
@@ -47,7 +48,7 @@ def run(video: Path, tmp: Path, detector: NanoDet, gating: bool) -> Run:
                        "dwell_s": 10.0, "repeat_every_s": 60.0}],
         }],
     })  # fmt: skip
-    alerts = []
+    alerts: list[Alert] = []
     worker = CameraWorker(cfg.cameras[0], cfg, detector, tmp, alerts.append)
     source = VideoFileSource("cam", video, 2.0, pace="fast", start=datetime.now(UTC))
     t0 = time.perf_counter()

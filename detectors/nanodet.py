@@ -6,10 +6,15 @@ the frame stretched (not letterboxed) to 416x416 and normalised per channel;
 three output pairs, one per stride 8/16/32, of class scores ``[1, N, 80]``
 (sigmoid applied) and box terms ``[1, N, 44]`` (4 sides x 11 distance bins,
 softmax expectation times the stride, measured from the cell centre).
+
+The shared options (threads, thresholds, NMS IoU, ``classes`` allow-list,
+``class_thresholds``) come from :class:`detectors.options.DetectorOptions`;
+class names are the 80 COCO names of :mod:`detectors.coco`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,9 +27,9 @@ from pydantic import Field, model_validator
 
 from detectors.base import Frame
 from detectors.coco import COCO_CLASSES
-from detectors.detections import Detections, FloatArray, nms
+from detectors.detections import Detections, FloatArray
 from detectors.model_file import verified_model
-from streetwatch.config_base import Section
+from detectors.options import ClassFilter, DetectorOptions, build_class_filter, finish_detections
 
 INPUT_SIZE = 416
 STRIDES = (8, 16, 32)
@@ -36,7 +41,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "nanodet-m.o
 DEFAULT_SHA256 = "74e96027fc50189bf95fd0b7dadd9ee597c46aeb2b1d7da2ef127516d3549fdf"
 
 
-class NanoDetConfig(Section):
+class NanoDetConfig(DetectorOptions):
     """NanoDet-m (COCO) on onnxruntime: the bundled offline default."""
 
     type: Literal["nanodet"] = Field(default="nanodet", description="Detector plugin")
@@ -45,13 +50,6 @@ class NanoDetConfig(Section):
         default=None,
         pattern=r"^[0-9a-fA-F]{64}$",
         description="sha256 of `model`; required with it, so a wrong file is refused",
-    )
-    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
-    score_threshold: float = Field(
-        default=0.3, gt=0, lt=1, description="Detections scoring lower are dropped"
-    )
-    nms_iou: float = Field(
-        default=0.5, gt=0, lt=1, description="Overlap above which the weaker box is suppressed"
     )
 
     @model_validator(mode="after")
@@ -102,6 +100,8 @@ class NanoDet:
         threads: int = 2,
         score_threshold: float = 0.3,
         nms_iou: float = 0.5,
+        classes: Sequence[str] | None = None,
+        class_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -112,13 +112,36 @@ class NanoDet:
         self.input_name: str = self.session.get_inputs()[0].name
         shapes = [tuple(int(d) for d in o.shape) for o in self.session.get_outputs()]
         self._heads = _match_heads(shapes)
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
+        self._filter = build_class_filter(
+            COCO_CLASSES,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            classes=classes,
+            class_thresholds=dict(class_thresholds or {}),
+        )
         self.detect(np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+
+    @classmethod
+    def from_config(cls, cfg: NanoDetConfig) -> NanoDet:
+        model = (DEFAULT_MODEL, DEFAULT_SHA256)
+        if cfg.model is not None and cfg.sha256 is not None:
+            model = (Path(cfg.model), cfg.sha256)
+        return cls(
+            *model,
+            threads=cfg.threads,
+            score_threshold=cfg.score_threshold,
+            nms_iou=cfg.nms_iou,
+            classes=cfg.classes,
+            class_thresholds=cfg.class_thresholds,
+        )
 
     @property
     def labels(self) -> tuple[str, ...]:
         return COCO_CLASSES
+
+    @property
+    def class_filter(self) -> ClassFilter:
+        return self._filter
 
     def preprocess(self, frame: Frame) -> npt.NDArray[np.float32]:
         resized = cv2.resize(frame, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
@@ -133,11 +156,8 @@ class NanoDet:
     def decode(self, outputs: list[npt.NDArray[np.float32]], width: int, height: int) -> Detections:
         all_boxes, all_scores, all_classes = [], [], []
         for head in self._heads:
-            scores = outputs[head.scores_index][0]
-            best = scores.argmax(axis=1)
-            best_score = scores[np.arange(len(best)), best]
-            keep = best_score >= self.score_threshold
-            if not keep.any():
+            keep, best, best_score = self._filter.best(outputs[head.scores_index][0])
+            if not len(keep):
                 continue
             terms = outputs[head.boxes_index][0][keep].reshape(-1, 4, REG_BINS)
             terms = np.exp(terms - terms.max(axis=2, keepdims=True))
@@ -145,8 +165,8 @@ class NanoDet:
             dist = (terms * np.arange(REG_BINS, dtype=np.float32)).sum(axis=2) * head.stride
             c = head.centres[keep]
             all_boxes.append(np.concatenate([c - dist[:, :2], c + dist[:, 2:]], axis=1))
-            all_scores.append(best_score[keep])
-            all_classes.append(best[keep])
+            all_scores.append(best_score)
+            all_classes.append(best)
         if not all_boxes:
             return Detections.empty(COCO_CLASSES)
         xyxy = np.concatenate(all_boxes).astype(np.float32)
@@ -155,8 +175,7 @@ class NanoDet:
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
         scores_all = np.concatenate(all_scores).astype(np.float32)
         classes = np.concatenate(all_classes).astype(np.int32)
-        kept = nms(xyxy, scores_all, classes, self.nms_iou)
-        return Detections(xyxy[kept], scores_all[kept], classes[kept], COCO_CLASSES)
+        return finish_detections(xyxy, scores_all, classes, self._filter)
 
     def detect(self, frame: Frame) -> Detections:
         height, width = frame.shape[:2]

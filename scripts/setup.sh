@@ -77,5 +77,8 @@ with zipfile.ZipFile(wheel) as z:
 PY
     echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet
   fi
+  # A YOLOv8n ONNX (random weights, exported offline in its own venv) for
+  # the yolo-onnx decoder tests; a no-op when it is up to date.
+  scripts/export_yolo_test_model.sh
 fi
 echo "setup: ok ($mode)"

@@ -10,6 +10,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from detectors.nanodet import NanoDetConfig
+from detectors.ultralytics_pt import UltralyticsConfig
+from detectors.yolo_onnx import YoloOnnxConfig
 from edge.rules.class_map import ClassMapRuleConfig
 from edge.rules.crowd import CrowdRuleConfig
 from edge.rules.non_motor import NonMotorRuleConfig
@@ -35,6 +37,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[kafka]", KafkaConfig),
     ("[mqtt]", MqttConfig),
     ('[detector] type = "nanodet"', NanoDetConfig),
+    ('[detector] type = "yolo-onnx"', YoloOnnxConfig),
+    ('[detector] type = "ultralytics"', UltralyticsConfig),
     ("[dispatch]", DispatchConfig),
     ("[[places]]", PlaceConfig),
     ("[[cameras]]", CameraConfig),
