@@ -7,9 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
+from edge.snapshot import FIRING_COLOUR, ZONE_COLOUR
 from streetwatch.config import Config, parse_config
+from streetwatch.records import EvidenceKind
 from streetwatch.replay import ReplayResult, replay
 from tests import scenes
 
@@ -72,6 +76,27 @@ def test_parked_van_is_one_case_after_the_dwell(tmp_path: Path) -> None:
     assert cases[0].alert_count > 1
     assert cases[0].first_seen == START  # the van is there from the first frame
     assert 10.0 <= first_alert_after(result) <= 11.0
+
+
+def test_snapshot_shows_the_zone_and_the_boxes(tmp_path: Path) -> None:
+    result = run(tmp_path, scenes.VTEST, [PARKING])
+    alert = result.alerts[0]
+    snap = next(e for e in alert.evidence if e.kind is EvidenceKind.SNAPSHOT)
+    image = cv2.imread(snap.path)
+    assert image is not None and image.shape == (576, 768, 3)
+
+    def colour_near(x: float, y: float, bgr: tuple[int, int, int]) -> bool:
+        patch = image[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2].reshape(-1, 3)
+        return bool((np.abs(patch.astype(int) - bgr).max(axis=1) < 60).any())
+
+    # the zone's outline: the middle of its bottom edge (600..768, y=130)
+    assert colour_near(684, 130, ZONE_COLOUR)
+    # each vehicle that fired: its box outline, in red, at the middle of its left edge
+    assert alert.detections
+    for d in alert.detections:
+        assert colour_near(d.box.x1, (d.box.y1 + d.box.y2) / 2, FIRING_COLOUR), d
+    # the clip of the episode's first alert
+    assert any(e.kind is EvidenceKind.CLIP for e in alert.evidence)
 
 
 def test_detections_blanked_every_third_frame_still_one_case(tmp_path: Path) -> None:
