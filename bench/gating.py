@@ -4,8 +4,9 @@
 
 Builds a mostly static street scene from real footage (tests/scenes.py: the
 vtest.avi background with its real walking people spliced in for a share
-``--walking`` of the time), then runs the whole camera path (decode at the
-camera's 10 fps, analysis at 2 fps, detector, rules, evidence) over it twice
+``--walking`` of the time), encoded as H.264 like a camera stream, then
+runs the whole camera path (decode at the camera's 10 fps, analysis at
+2 fps, detector, rules, evidence) over it twice
 in this one run: motion gating on, and off. A camera is sustained in real
 time if its footage is processed at least as fast as it plays, so
 ``cameras = video seconds / processing seconds``.
@@ -69,7 +70,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         walk_start = args.seconds * 0.4
         video = scenes.static_scene(
-            tmp / "static.avi", args.seconds, (walk_start, walk_start + args.seconds * args.walking)
+            tmp / "static.mp4", args.seconds, (walk_start, walk_start + args.seconds * args.walking)
         )
         runs = {g: run(video, tmp, detector, g) for g in (False, True)}
     print(

@@ -67,7 +67,14 @@ class CameraWorker:
         self.masks = [Zone(f"mask-{i}", m) for i, m in enumerate(cam.ignore_masks)]
         m = cam.motion
         self.gate = (
-            MotionGate(m.width, m.threshold, m.min_area, m.full_check_every_s, cam.ignore_masks)
+            MotionGate(
+                m.width,
+                m.threshold,
+                m.min_area,
+                m.full_check_every_s,
+                masks=cam.ignore_masks,
+                zones=[zones[r.zone].polygon for r in cam.rules],
+            )
             if m.enabled
             else None
         )

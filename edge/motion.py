@@ -18,9 +18,12 @@ never missed for long, the detector also runs at least every
 see every object on every analysed frame, with boxes at most
 ``full_check_every_s`` old, and their dwell times are unaffected.
 
-Areas under the camera's ignore-masks (trees, a road outside the zones,
-a screen) are blanked out of the motion picture so their movement does
-not wake the detector.
+Only motion that can matter wakes the detector: the motion picture is
+limited to the camera's rule zones (every rule looks only at objects
+standing in its zone, so a crowd on the road outside the parking bay is no
+reason to run it) and areas under the ignore-masks (trees, a screen) are
+blanked out. Something entering a zone moves inside it, so it still wakes
+the detector on arrival.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ class MotionGate:
         min_area: float,
         full_check_every_s: float,
         masks: Sequence[Sequence[Sequence[float]]] = (),
+        zones: Sequence[Sequence[Sequence[float]]] = (),
     ) -> None:
         self.width = width
         self.threshold = threshold
         self.min_area = min_area
         self.full_check_every_s = full_check_every_s
         self.masks = [np.array(m, np.float32) for m in masks]
+        self.zones = [np.array(z, np.float32) for z in zones]
         self.background: npt.NDArray[np.float32] | None = None
         self.keep: npt.NDArray[np.uint8] | None = None
         self.last_full: datetime | None = None
@@ -60,28 +65,35 @@ class MotionGate:
         h, w = image.shape[:2]
         height = max(1, round(h * self.width / w))
         grey = cv2.cvtColor(
-            cv2.resize(image, (self.width, height), interpolation=cv2.INTER_AREA),
+            cv2.resize(image, (self.width, height), interpolation=cv2.INTER_LINEAR),
             cv2.COLOR_BGR2GRAY,
         )
         grey = cv2.GaussianBlur(grey, (5, 5), 0)
         if self.keep is None:
-            keep = np.full(grey.shape, 255, np.uint8)
             scale = self.width / w
+            if self.zones:
+                keep = np.zeros(grey.shape, np.uint8)
+                for z in self.zones:
+                    cv2.fillPoly(keep, [np.round(z * scale).astype(np.int32)], 255)
+            else:
+                keep = np.full(grey.shape, 255, np.uint8)
             for m in self.masks:
                 cv2.fillPoly(keep, [np.round(m * scale).astype(np.int32)], 0)
             self.keep = keep
         return np.asarray(cv2.bitwise_and(grey, self.keep), dtype=np.uint8)
 
     def motion(self, image: Frame) -> float:
-        """Share of the (unmasked) picture that changed; updates the background."""
+        """Share of the watched picture (zones less masks) that changed; updates the background."""
         small = self._small(image)
         if self.background is None or self.background.shape != small.shape:
             self.background = small.astype(np.float32)
             return 1.0
+        assert self.keep is not None
         diff = cv2.absdiff(small, cv2.convertScaleAbs(self.background))
-        moving = (diff > self.threshold).astype(np.uint8)
+        moving = (diff > self.threshold) & (self.keep > 0)
         cv2.accumulateWeighted(small, self.background, BACKGROUND_ALPHA)
-        return float(moving.mean())
+        watched = max(int(np.count_nonzero(self.keep)), 1)
+        return float(np.count_nonzero(moving)) / watched
 
     def should_detect(self, image: Frame, at: datetime) -> bool:
         """True if the detector must run on this frame (motion, or a full check is due)."""

@@ -63,7 +63,7 @@ fi
 
 if [ "$mode" = test ]; then
   media=.cache/media
-  if ! echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet 2>/dev/null; then
+  if ! echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet >/dev/null 2>&1; then
     echo "setup: fetching test photo bus.jpg from the ultralytics $ULTRALYTICS_WHEEL_VERSION wheel"
     mkdir -p .cache/wheels "$media"
     .venv/bin/python -m pip download -q --no-deps -d .cache/wheels \

@@ -71,7 +71,10 @@ class MotionConfig(Section):
     width: int = Field(default=160, ge=32, le=1920, description="Width of the motion image")
     threshold: int = Field(default=25, ge=1, le=255, description="Pixel change that is motion")
     min_area: float = Field(
-        default=0.0005, ge=0, le=1, description="Share of the image that must change"
+        default=0.0005,
+        ge=0,
+        le=1,
+        description="Share of the watched area (zones less masks) that must change",
     )
     full_check_every_s: float = Field(
         default=5.0, gt=0, description="Run the detector at least this often, moving or not"

@@ -8,13 +8,14 @@
   and perspective are the camera's own;
 - *walking*: runs of the original frames.
 
-Videos are written as MJPG AVI with the camera's 10 fps.
+Videos are written with the camera's 10 fps, as MJPG AVI or H.264 MP4.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy.typing as npt
 
 from detectors.detections import box_iou
 from detectors.nanodet import NanoDet
+from edge.clip_writer import ClipSettings, write_clip
 
 Image = npt.NDArray[np.uint8]
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -99,6 +101,12 @@ def noisy(image: Image, rng: np.random.Generator) -> Image:
 
 
 def write(path: Path, frames: Iterator[Image]) -> Path:
+    """MJPG AVI, or H.264 MP4 (as cameras send) when ``path`` ends in .mp4."""
+    if path.suffix == ".mp4":
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        timed = ((t0 + timedelta(seconds=i / FPS), f) for i, f in enumerate(frames))
+        write_clip(timed, path, ClipSettings(preset="veryfast", crf=23))
+        return path
     writer: cv2.VideoWriter | None = None
     try:
         for frame in frames:
@@ -112,7 +120,7 @@ def write(path: Path, frames: Iterator[Image]) -> Path:
     return path
 
 
-def static_scene(path: Path, seconds: int = 60, walking: tuple[int, int] = (20, 28)) -> Path:
+def static_scene(path: Path, seconds: int = 60, walking: tuple[float, float] = (20, 28)) -> Path:
     """A still street (the background) with real people walking by during ``walking``."""
     rng = np.random.default_rng(1)
     real = all_frames()

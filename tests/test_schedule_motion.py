@@ -69,3 +69,17 @@ def test_masked_motion_does_not_wake_the_detector() -> None:
         for i in range(5)
     ]
     assert runs == [False] * 5
+
+
+def test_motion_outside_every_zone_does_not_wake_the_detector() -> None:
+    zone = [[[400, 0], [640, 0], [640, 360], [400, 360]]]
+    gate = MotionGate(width=160, threshold=25, min_area=0.001, full_check_every_s=60.0, zones=zone)
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    gate.should_detect(frame(), t0)
+    outside = [
+        gate.should_detect(frame(square=(50 + 20 * i, 100)), t0 + timedelta(seconds=i + 1))
+        for i in range(5)
+    ]
+    assert outside == [False] * 5
+    inside = gate.should_detect(frame(square=(500, 100)), t0 + timedelta(seconds=7))
+    assert inside
