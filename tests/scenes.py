@@ -13,7 +13,7 @@ Videos are written with the camera's 10 fps, as MJPG AVI or H.264 MP4.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -154,11 +154,11 @@ def crowd_scene(path: Path, people_count: int = 8) -> Path:
     return write(path, frames())
 
 
-def blanked_every(path: Path, nth: int) -> Path:
-    """vtest.avi with every ``nth`` frame replaced by black (the detector sees nothing)."""
+def blanked(path: Path, blank: Callable[[int], bool]) -> Path:
+    """vtest.avi with the frames ``blank(i)`` picks replaced by black (nothing to detect)."""
 
     def frames() -> Iterator[Image]:
         for i, frame in enumerate(all_frames()):
-            yield np.zeros_like(frame) if i % nth == nth - 1 else frame
+            yield np.zeros_like(frame) if blank(i) else frame
 
     return write(path, frames())

@@ -102,11 +102,21 @@ def test_snapshot_shows_the_zone_and_the_boxes(tmp_path: Path) -> None:
 def test_detections_blanked_every_third_frame_still_one_case(tmp_path: Path) -> None:
     # analysed every 5th frame (10 fps -> 2 fps); blanking every 15th frame of the
     # video blanks every third analysed frame
-    video = scenes.blanked_every(tmp_path / "blanked.avi", 15)
+    video = scenes.blanked(tmp_path / "blanked.avi", lambda i: i % 15 == 14)
     result = run(tmp_path, video, [PARKING])
     assert result.analysed == 159
     cases = list(result.table.cases.values())
     assert len(cases) == 1 and cases[0].first_seen == START
+
+
+def test_detections_gone_for_four_seconds_still_one_case(tmp_path: Path) -> None:
+    # 4 s of black from t=15 s, within the rule's 5 s grace: the dwell survives
+    video = scenes.blanked(tmp_path / "gap.avi", lambda i: 150 <= i < 190)
+    result = run(tmp_path, video, [PARKING])
+    cases = list(result.table.cases.values())
+    assert len(cases) == 1 and cases[0].first_seen == START
+    observed = [(a.observed_at - START).total_seconds() for a in result.alerts]
+    assert observed[:2] == [10.0, 20.0]  # no new episode after the gap
 
 
 def test_motion_gating_finds_the_same_cases_on_a_fraction_of_frames(tmp_path: Path) -> None:
