@@ -62,7 +62,8 @@ class Detections:
         wanted = np.array([lbl in names for lbl in self.labels], dtype=bool)
         return self[wanted[self.class_ids]]
 
-    def to_records(self) -> tuple[DetectionRecord, ...]:
+    def to_records(self, track_ids: IntArray | None = None) -> tuple[DetectionRecord, ...]:
+        """Wire records; ``track_ids`` aligned with these detections, -1 for none."""
         return tuple(
             DetectionRecord(
                 label=self.label(i),
@@ -73,6 +74,9 @@ class Detections:
                     y1=round(float(self.xyxy[i, 1]), 1),
                     x2=round(float(self.xyxy[i, 2]), 1),
                     y2=round(float(self.xyxy[i, 3]), 1),
+                ),
+                track_id=(
+                    int(track_ids[i]) if track_ids is not None and track_ids[i] >= 0 else None
                 ),
             )
             for i in range(len(self))

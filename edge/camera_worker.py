@@ -6,6 +6,27 @@ seconds before and ``clip.post_s`` after it; the clip is encoded off this
 thread, so that alert waits in a queue until its clip is ready, and alerts
 leave this camera in the order they fired. A clip that cannot be made is
 logged and counted, and the alert goes without it.
+
+Main stream for evidence: when the camera has an ``evidence_url``,
+:meth:`CameraWorker.open_evidence` builds an
+:class:`~ingest.evidence_stream.EvidenceStream` for it (the caller starts
+and stops it). Detection still runs on ``url`` (the sub-stream), but
+
+- clips are fed from the evidence thread with every main-stream frame
+  (full resolution, full frame rate) instead of the analysed frames
+  (``ClipRecorder`` serialises ``push`` and ``start`` under its lock); if
+  the main stream cannot be read at all (``EvidenceStream.failed``), clips
+  fall back to the analysed frames;
+- the snapshot is drawn on the main-stream frame closest to the analysed
+  frame's ``captured_at`` (within :data:`EVIDENCE_MAX_SKEW_S`), with the zone
+  and the boxes scaled from sub-stream pixels to the main stream's size
+  (x by W_main / W_sub, y by H_main / H_sub); when there is no such frame,
+  the sub-stream frame is used (logged once, counted in
+  ``evidence_fallbacks``);
+- the alert's detection boxes (``Alert.detections``) stay in **sub-stream**
+  pixel coordinates, those of the zones in the config.
+
+Without ``evidence_url`` nothing changes.
 """
 
 from __future__ import annotations
@@ -16,6 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +49,17 @@ from edge.motion import MotionGate
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
 from edge.snapshot import annotate, local_time, write_snapshot
+from edge.tracker import IouTracker, Tracks
 from edge.zones import Zone
+from ingest.evidence_stream import EvidenceStream
 from ingest.frames import Frame
+from ingest.stream_source import StreamOptions
+from ingest.video_file import Pace
 from streetwatch.config import CameraConfig, Config
 from streetwatch.records import Alert, Evidence, Place, SourceKind
 
 CLIP_WAIT_S = 60.0  # longest wait for the last clips when a camera stops
+EVIDENCE_MAX_SKEW_S = 0.5  # farthest main-stream frame (in time) a snapshot may use
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +119,41 @@ class CameraWorker:
         )
         self.pending: deque[tuple[Alert, Future[Evidence] | None]] = deque()
         self.clip_failures: Counter[str] = Counter()
+        self.evidence: EvidenceStream | None = None
+        self.evidence_fallbacks = 0  # snapshots drawn on the sub-stream for want of a main frame
+        self._clips_fallback_logged = False
         self.last: Detections | None = None
+        self.tracker = IouTracker(cam.tracker)
+        self.tracks = Tracks(Detections.empty(detector.labels), np.zeros((0,), np.int32))
         self.analysed = 0
         self.detector_runs = 0
         self.alerts = 0
+
+    def open_evidence(
+        self,
+        *,
+        start: datetime,
+        pace: Pace = "realtime",
+        options: StreamOptions | None = None,
+    ) -> EvidenceStream | None:
+        """The reader of this camera's main stream (None without ``evidence_url``).
+
+        It feeds the clips; the caller starts it before the first frame and
+        stops it before :meth:`finish`. ``start`` must be the one given to
+        the sub-stream's source, so that two files share one clock.
+        """
+        if self.cam.evidence_url is None:
+            return None
+        self.evidence = EvidenceStream(
+            self.cam.camera_id,
+            self.cam.evidence_url,
+            start=start,
+            pace=pace,
+            loop=self.cam.loop,
+            options=options,
+            on_frame=self.clips.push if self.clips is not None else None,
+        )
+        return self.evidence
 
     def detections(self, frame: Frame) -> Detections:
         """Detections for this frame: a detector run, or the last run's if nothing moved."""
@@ -113,10 +171,15 @@ class CameraWorker:
 
     def process(self, frame: Frame) -> list[Alert]:
         """Analyse one frame; return the alerts it emitted (possibly from earlier frames)."""
-        if self.clips is not None:
+        if self.evidence is not None:
+            self.evidence.advance(frame.captured_at)
+        if self.clips is not None and self._clips_from_analysed_frames():
             self.clips.push(frame)
         dets = self.detections(frame)
         self.analysed += 1
+        # every analysed frame, gated ones too, so max_age_s counts real time;
+        # ids are for reviewers and counting, dwell never depends on them
+        self.tracks = self.tracker.update(frame.captured_at, dets)
         for bound in self.rules:
             firing = bound.rule.observe(frame.captured_at, dets)
             if firing is not None:
@@ -127,8 +190,44 @@ class CameraWorker:
                 self.pending.append((alert, clip))
         return self._emit_ready()
 
+    def _clips_from_analysed_frames(self) -> bool:
+        if self.evidence is None:
+            return True
+        if not self.evidence.failed:
+            return False
+        if not self._clips_fallback_logged:
+            self._clips_fallback_logged = True
+            log.warning(
+                "event=evidence_clips_from_substream camera=%s reason=%s",
+                self.cam.camera_id,
+                self.evidence.error,
+            )
+        return True
+
+    def _evidence_image(self, frame: Frame) -> tuple[Frame, tuple[float, float]]:
+        """The frame to draw the snapshot on, and the scale from ``frame``'s pixels to it."""
+        if self.evidence is None:
+            return frame, (1.0, 1.0)
+        main = self.evidence.latest(frame.captured_at, EVIDENCE_MAX_SKEW_S)
+        if main is None:
+            self.evidence_fallbacks += 1
+            if self.evidence_fallbacks == 1:
+                log.warning(
+                    "event=evidence_frame_missing camera=%s at=%s max_skew_s=%s: snapshot "
+                    "drawn on the sub-stream (logged once)",
+                    self.cam.camera_id,
+                    frame.captured_at.isoformat(),
+                    EVIDENCE_MAX_SKEW_S,
+                )
+            return frame, (1.0, 1.0)
+        sub_h, sub_w = frame.image.shape[:2]
+        main_h, main_w = main.image.shape[:2]
+        return main, (main_w / sub_w, main_h / sub_h)
+
     def finish(self) -> list[Alert]:
         """The stream ended: complete the clips under way and emit every pending alert."""
+        if self.evidence is not None:
+            self.evidence.stop()  # no-op if the caller stopped it already
         if self.clips is not None:
             self.clips.flush()
         out = self._emit_ready(wait=CLIP_WAIT_S)
@@ -174,8 +273,9 @@ class CameraWorker:
             self.cam.camera_id, rule.cfg.rule_id, place.place_id, frame.captured_at
         )
         dwell = (frame.captured_at - firing.first_seen).total_seconds()
+        picture, scale = self._evidence_image(frame)
         image = annotate(
-            frame.image,
+            picture.image,
             rule.zone,
             firing.detections,
             [
@@ -183,8 +283,9 @@ class CameraWorker:
                 f"camera {self.cam.camera_id}  place {place.place_id}",
                 f"{local_time(frame.captured_at)}  holding for {dwell:.0f}s",
             ],
+            scale=scale,
         )
-        snapshot = write_snapshot(image, self.evidence_dir, alert_id, frame.captured_at)
+        snapshot = write_snapshot(image, self.evidence_dir, alert_id, picture.captured_at)
         scores = firing.detections.scores
         return Alert(
             alert_id=alert_id,
@@ -198,5 +299,5 @@ class CameraWorker:
             observed_at=frame.captured_at,
             confidence=round(float(np.max(scores)), 4) if len(scores) else rule.cfg.min_score,
             evidence=(snapshot,),
-            detections=firing.detections.to_records(),
+            detections=firing.detections.to_records(self.tracks.ids_for(firing.detections)),
         )

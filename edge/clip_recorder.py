@@ -1,6 +1,7 @@
 """Evidence clips for one camera: pre-event buffer + post-event frames -> MP4.
 
-The camera thread calls :meth:`ClipRecorder.push` with every frame it has
+One thread (the camera thread, or the evidence stream's reader when the
+camera has a main stream) calls :meth:`ClipRecorder.push` with every frame it has
 (analysed frames only, or every decoded frame: clips play them at their real
 ``captured_at`` either way) and :meth:`ClipRecorder.start` when an event
 fires. ``start(event_id, at)`` returns a :class:`~concurrent.futures.Future`

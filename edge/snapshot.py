@@ -34,18 +34,28 @@ def annotate(
     zone: Zone,
     firing: Detections,
     header: list[str],
+    *,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> Frame:
-    """Return a copy of ``image`` with the zone, boxes and header drawn on it."""
+    """Return a copy of ``image`` with the zone, boxes and header drawn on it.
+
+    The zone and the boxes are in the analysed stream's pixel coordinates;
+    ``scale`` = (sx, sy) maps them onto ``image`` when that is a larger
+    picture of the same view (a camera's main stream: sx = W_main / W_sub,
+    sy = H_main / H_sub).
+    """
+    sx, sy = scale
     out = image.copy()
-    poly = zone.contour.astype(np.int32)
+    poly = (zone.contour * np.array([sx, sy], np.float32)).astype(np.int32)
     shade = out.copy()
     cv2.fillPoly(shade, [poly], ZONE_COLOUR)
     cv2.addWeighted(shade, 0.25, out, 0.75, 0, dst=out)
     cv2.polylines(out, [poly], True, ZONE_COLOUR, 2, cv2.LINE_AA)
     x0, y0 = (int(v) for v in poly.reshape(-1, 2).min(axis=0))
     _label(out, f"zone {zone.zone_id}", x0, y0 - 2, ZONE_COLOUR)
+    boxes = firing.xyxy * np.array([sx, sy, sx, sy], np.float32)
     for i in range(len(firing)):
-        x1, y1, x2, y2 = (round(float(v)) for v in firing.xyxy[i])
+        x1, y1, x2, y2 = (round(float(v)) for v in boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), FIRING_COLOUR, 2)
         _label(out, f"{firing.label(i)} {float(firing.scores[i]):.2f}", x1, y1 - 2, FIRING_COLOUR)
     y = 18

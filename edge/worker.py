@@ -185,6 +185,10 @@ class EdgeWorker:
             backoff=BackoffPolicy(min_s=cam.stream.retry_min_s, max_s=cam.stream.retry_max_s),
         )
         source: FrameSource | None = None
+        # the main stream for evidence, if any: same start, so two files share one clock
+        evidence = worker.open_evidence(start=start, pace=self.pace, options=options)
+        if evidence is not None:
+            evidence.start()
         try:
             source = open_source(
                 cam.camera_id,
@@ -206,10 +210,12 @@ class EdgeWorker:
             self.stats.camera_errors[cam.camera_id] += 1
             log.exception("event=camera_error camera=%s: unexpected failure", cam.camera_id)
         finally:
+            if evidence is not None:
+                evidence.stop()  # before finish: clips end with the frames they have
             worker.finish()  # alerts already raised still go out, with their clips
         log.info(
             "event=camera_finished camera=%s decoded=%d analysed=%d detector_runs=%d alerts=%d "
-            "reconnects=%d stalls=%d",
+            "reconnects=%d stalls=%d evidence_frames=%s evidence_fallbacks=%d",
             cam.camera_id,
             source.frames_decoded if source else 0,
             worker.analysed,
@@ -217,4 +223,6 @@ class EdgeWorker:
             worker.alerts,
             source.reconnects if source else 0,
             source.stalls if source else 0,
+            evidence.frames if evidence else "-",
+            worker.evidence_fallbacks,
         )

@@ -31,6 +31,7 @@ from pydantic import (
 from detectors.nanodet import NanoDetConfig
 from detectors.registry import DetectorConfig
 from edge.rules.registry import RULE_TYPES, RuleConfig
+from edge.tracker import TrackerConfig
 from streetwatch.config_base import Point, Section
 from streetwatch.records import GridRef, Place, Slug
 
@@ -114,6 +115,14 @@ class CameraConfig(Section):
 
     camera_id: Slug
     url: str = Field(description="Video source: a file path, rtsp:// or http(s):// URL")
+    evidence_url: str | None = Field(
+        default=None,
+        description=(
+            "Main stream for evidence (same forms as url): snapshots and clips use its "
+            "full-resolution, full-rate frames while url (then the low-resolution "
+            "sub-stream) is analysed; zones stay in url's pixels"
+        ),
+    )
     analysis_fps: float = Field(default=2.0, gt=0, le=30, description="Frames analysed per second")
     loop: bool = Field(default=False, description="Restart a file source when it ends")
     timezone: str = Field(
@@ -121,6 +130,7 @@ class CameraConfig(Section):
     )
     motion: MotionConfig = Field(default_factory=MotionConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
     ignore_masks: list[Annotated[list[Point], Field(min_length=3)]] = Field(
         default_factory=list,

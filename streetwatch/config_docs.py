@@ -18,6 +18,7 @@ from edge.rules.non_motor import NonMotorRuleConfig
 from edge.rules.parking import ParkingRuleConfig
 from edge.rules.piled_goods import PiledGoodsRuleConfig
 from edge.rules.stall import StallRuleConfig
+from edge.tracker import TrackerConfig
 from streetwatch.config import (
     CameraConfig,
     ClipConfig,
@@ -45,6 +46,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[[cameras.zones]]", ZoneConfig),
     ("[cameras.motion]", MotionConfig),
     ("[cameras.clip]", ClipConfig),
+    ("[cameras.tracker]", TrackerConfig),
     ("[cameras.stream]", StreamConfig),
     ('[[cameras.rules]] type = "illegal_parking"', ParkingRuleConfig),
     ('[[cameras.rules]] type = "illegal_stall"', StallRuleConfig),

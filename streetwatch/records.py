@@ -96,6 +96,9 @@ class DetectionRecord(Record):
     class_id: int = Field(ge=0)
     score: float = Field(ge=0, le=1)
     box: BoundingBox
+    track_id: int | None = Field(
+        default=None, ge=0, description="The tracker's id for this object on this camera"
+    )
 
 
 class SensorReading(Record):

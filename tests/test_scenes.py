@@ -76,6 +76,9 @@ def test_parked_van_is_one_case_after_the_dwell(tmp_path: Path) -> None:
     assert cases[0].alert_count > 1
     assert cases[0].first_seen == START  # the van is there from the first frame
     assert 10.0 <= first_alert_after(result) <= 11.0
+    # the tracker names the van (and car) in every alert
+    for alert in result.alerts:
+        assert alert.detections and all(d.track_id is not None for d in alert.detections)
 
 
 def test_snapshot_shows_the_zone_and_the_boxes(tmp_path: Path) -> None:
