@@ -65,7 +65,7 @@ class TrackerConfig(Section):
     """Multi-object tracker (IoU, ByteTrack's two-stage association)."""
 
     high_thresh: float = Field(
-        default=0.5,
+        default=0.4,  # NanoDet scores run lower than YOLO's: 0.5 left real cars untracked
         gt=0,
         le=1,
         description="Detections scoring at least this are matched first and may start tracks",

@@ -163,7 +163,7 @@ def test_tracks_validates_alignment_and_maps_rule_outputs_to_ids() -> None:
 
 def test_config_limits() -> None:
     assert TrackerConfig() == TrackerConfig(
-        high_thresh=0.5, low_thresh=0.1, match_iou=0.2, min_hits=2, max_age_s=2.0, max_tracks=256
+        high_thresh=0.4, low_thresh=0.1, match_iou=0.2, min_hits=2, max_age_s=2.0, max_tracks=256
     )
     for bad in ({"low_thresh": 0.6}, {"match_iou": 0.0}, {"max_tracks": 0}, {"extra": 1}):
         with pytest.raises(ValidationError):
