@@ -169,3 +169,31 @@ def test_class_map_maps_a_class_to_a_category_on_real_footage(tmp_path: Path) ->
     assert [(c.category, c.alert_count) for c in result.table.cases.values()] == [
         ("waste_truck", 1)
     ]
+
+
+def test_bicycles_parked_on_a_real_street_are_one_non_motor_case(tmp_path: Path) -> None:
+    video = scenes.still_photo(tmp_path / "leuven.avi", scenes.LEUVEN, 40)
+    cfg = parse_config({
+        "edge": {"evidence_dir": str(tmp_path / "evidence")},
+        "places": [{"place_id": "wall"}, {"place_id": "street"}],
+        "cameras": [{
+            "camera_id": "cam-2", "url": "unused", "analysis_fps": 2.0,
+            "zones": [
+                {"zone_id": "wall", "place": "wall", "polygon": scenes.LEUVEN_WALL},
+                {"zone_id": "street", "place": "street", "polygon": scenes.LEUVEN_STREET},
+            ],
+            "rules": [
+                {"type": "disorderly_non_motor", "rule_id": "wall", "zone": "wall",
+                 "max_parked": 1, "settle_s": 3.0, "dwell_s": 15.0, "repeat_every_s": 10.0},
+                {"type": "disorderly_non_motor", "rule_id": "street", "zone": "street",
+                 "max_parked": 0, "settle_s": 3.0, "dwell_s": 15.0, "repeat_every_s": 10.0},
+            ],
+        }],
+    })  # fmt: skip
+    result = replay(cfg, video, tmp_path / "out", start=START)
+    cases = list(result.table.cases.values())
+    # the bicycles against the wall; nothing on the open street
+    assert [(c.category, c.place.place_id) for c in cases] == [("disorderly_non_motor", "wall")]
+    # counted after settling 3 s, the condition holds from t=3; fires after 15 s more
+    assert 17.5 <= first_alert_after(result) <= 19.0
+    assert all(d.label == "bicycle" for d in result.alerts[0].detections)
