@@ -24,7 +24,7 @@ from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
 from edge.sensor_alerts import SensorAlerts
 from ingest.backoff import BackoffPolicy
-from ingest.frames import FrameSource, SourceError, SourceState, SourceStatus
+from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttReadings
 from ingest.open_source import open_source
 from ingest.sensor_payload import BadReading
@@ -163,20 +163,7 @@ class EdgeWorker:
             asyncio.run_coroutine_threadsafe(self._publish(alert), loop).result()
 
         def status(s: SourceStatus) -> None:
-            level = (
-                logging.WARNING
-                if s.state in (SourceState.STALLED, SourceState.RECONNECTING)
-                else logging.INFO
-            )
-            log.log(
-                level,
-                "event=camera_%s camera=%s detail=%s retry_in_s=%s failures=%d",
-                s.state,
-                s.camera_id,
-                s.detail,
-                s.retry_in_s,
-                s.failures,
-            )
+            log_status(log, "camera", s)
 
         worker = CameraWorker(cam, self.cfg, detector, self.evidence_dir, emit)
         options = StreamOptions(

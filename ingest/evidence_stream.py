@@ -73,7 +73,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from ingest.frames import Frame, FrameSource, SourceError, SourceState, SourceStatus
+from ingest.frames import Frame, FrameSource, SourceError, SourceStatus, log_status
 from ingest.open_source import local_path, open_source
 from ingest.stream_source import StreamOptions, redact_url
 from ingest.video_file import Pace
@@ -327,17 +327,4 @@ class EvidenceStream:
                 log.exception("event=evidence_callback_failed camera=%s", self.camera_id)
 
     def _status(self, s: SourceStatus) -> None:
-        level = (
-            logging.WARNING
-            if s.state in (SourceState.STALLED, SourceState.RECONNECTING)
-            else logging.INFO
-        )
-        log.log(
-            level,
-            "event=evidence_%s camera=%s detail=%s retry_in_s=%s failures=%d",
-            s.state,
-            s.camera_id,
-            s.detail,
-            s.retry_in_s,
-            s.failures,
-        )
+        log_status(log, "evidence", s)

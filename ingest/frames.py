@@ -8,6 +8,7 @@ the file ends). Live sources also report their connection state as
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,3 +80,18 @@ class FrameSource(Protocol):
     def stalls(self) -> int: ...
 
     def frames(self) -> Iterator[Frame]: ...
+
+
+def log_status(log: logging.Logger, stream: str, s: SourceStatus) -> None:
+    """One log line per source state change: warnings for stalls and reconnects."""
+    trouble = s.state in (SourceState.STALLED, SourceState.RECONNECTING)
+    log.log(
+        logging.WARNING if trouble else logging.INFO,
+        "event=%s_%s camera=%s detail=%s retry_in_s=%s failures=%d",
+        stream,
+        s.state,
+        s.camera_id,
+        s.detail,
+        s.retry_in_s,
+        s.failures,
+    )
