@@ -100,11 +100,11 @@ def noisy(image: Image, rng: np.random.Generator) -> Image:
     return np.asarray(np.clip(image.astype(np.float32) + noise, 0, 255), dtype=np.uint8)
 
 
-def write(path: Path, frames: Iterator[Image]) -> Path:
+def write(path: Path, frames: Iterator[Image], fps: float = FPS) -> Path:
     """MJPG AVI, or H.264 MP4 (as cameras send) when ``path`` ends in .mp4."""
     if path.suffix == ".mp4":
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
-        timed = ((t0 + timedelta(seconds=i / FPS), f) for i, f in enumerate(frames))
+        timed = ((t0 + timedelta(seconds=i / fps), f) for i, f in enumerate(frames))
         write_clip(timed, path, ClipSettings(preset="veryfast", crf=23))
         return path
     writer: cv2.VideoWriter | None = None
@@ -112,7 +112,7 @@ def write(path: Path, frames: Iterator[Image]) -> Path:
         for frame in frames:
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (w, h))
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
             writer.write(frame)
     finally:
         if writer is not None:
@@ -120,20 +120,26 @@ def write(path: Path, frames: Iterator[Image]) -> Path:
     return path
 
 
-def static_scene(path: Path, seconds: int = 60, walking: tuple[float, float] = (20, 28)) -> Path:
-    """A still street (the background) with real people walking by during ``walking``."""
+def static_scene(
+    path: Path, seconds: int = 60, walking: tuple[float, float] = (20, 28), fps: float = FPS
+) -> Path:
+    """A still street (the background) with real people walking by during ``walking``.
+
+    ``fps`` below the footage's 10 fps takes every n-th real frame, as a
+    camera sub-stream set to a lower rate would send.
+    """
     rng = np.random.default_rng(1)
     real = all_frames()
 
     def frames() -> Iterator[Image]:
-        for i in range(int(seconds * FPS)):
-            t = i / FPS
+        for i in range(int(seconds * fps)):
+            t = i / fps
             if walking[0] <= t < walking[1]:
                 yield real[int((t - walking[0]) * FPS) + 100]
             else:
                 yield noisy(background(), rng)
 
-    return write(path, frames())
+    return write(path, frames(), fps)
 
 
 def crowd_scene(path: Path, people_count: int = 8) -> Path:
