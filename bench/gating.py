@@ -75,7 +75,7 @@ def main() -> None:
     args = p.parse_args()
     detector = NanoDet(threads=args.threads)
     print(
-        f"{args.seconds} s H.264 scene, analysed at 2 fps, people walking "
+        f"{args.seconds} s H.264 scene, analysis_fps 2, people walking "
         f"{args.walking:.0%} of the time; onnxruntime on {args.threads} threads"
     )
     for fps in args.camera_fps:
@@ -92,8 +92,9 @@ def main() -> None:
         for gating, r in runs.items():
             label = "with gating   " if gating else "without gating"
             print(
-                f"camera {fps:4.1f} fps {label}  detector on {r.detector_runs:4d}/{r.analysed} "
-                f"frames, {r.seconds:6.2f} s, cameras in real time "
+                f"camera {fps:4.1f} fps {label}  analysed {r.analysed / args.seconds:.1f} fps, "
+                f"detector on {r.detector_runs:4d}/{r.analysed} frames, {r.seconds:6.2f} s, "
+                "cameras in real time "
                 f"{args.seconds / r.seconds:6.1f}, {r.alerts} alert(s)"
             )
         ratio = runs[False].seconds / runs[True].seconds

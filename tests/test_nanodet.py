@@ -69,3 +69,16 @@ def test_model_card_states_the_digest_in_use() -> None:
     sums = (DEFAULT_MODEL.parent / "SHA256SUMS").read_text()
     assert DEFAULT_SHA256 in card
     assert sums.split()[0] == DEFAULT_SHA256
+
+
+def test_fast_preprocess_equals_the_reference_normalisation(
+    detector: NanoDet, bus_jpg: Path
+) -> None:
+    from detectors.nanodet import INPUT_SIZE, MEAN_BGR, STD_BGR
+
+    image = np.asarray(cv2.imread(str(bus_jpg)), dtype=np.uint8)
+    resized = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+    reference = ((resized.astype(np.float32) - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)[None]
+    fast = detector.preprocess(image)
+    assert fast.shape == reference.shape == (1, 3, INPUT_SIZE, INPUT_SIZE)
+    assert float(np.abs(fast - reference).max()) < 1e-4
