@@ -24,6 +24,7 @@ from pathlib import Path
 
 from detectors.nanodet import NanoDet
 from edge.camera_worker import CameraWorker
+from ingest.prefetch import prefetched
 from ingest.video_file import VideoFileSource
 from streetwatch.config import parse_config
 from streetwatch.records import Alert
@@ -54,7 +55,7 @@ def run(video: Path, tmp: Path, detector: NanoDet, gating: bool) -> Run:
     worker = CameraWorker(cfg.cameras[0], cfg, detector, tmp, alerts.append)
     source = VideoFileSource("cam", video, 2.0, pace="fast", start=datetime.now(UTC))
     t0 = time.perf_counter()
-    for frame in source.frames():
+    for frame in prefetched(source.frames()):
         worker.process(frame)
     worker.finish()
     return Run(time.perf_counter() - t0, worker.analysed, worker.detector_runs, len(alerts))

@@ -22,13 +22,13 @@ from typing import Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from pydantic import Field, model_validator
 
 from detectors.base import Frame
 from detectors.coco import COCO_CLASSES
 from detectors.detections import Detections, FloatArray
 from detectors.model_file import verified_model
+from detectors.onnx_session import cpu_session
 from detectors.options import ClassFilter, DetectorOptions, build_class_filter, finish_detections
 
 INPUT_SIZE = 416
@@ -110,12 +110,7 @@ class NanoDet:
         classes: Sequence[str] | None = None,
         class_thresholds: Mapping[str, float] | None = None,
     ) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(verified_model(model, sha256)), opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(verified_model(model, sha256), threads)
         self.input_name: str = self.session.get_inputs()[0].name
         shapes = [tuple(int(d) for d in o.shape) for o in self.session.get_outputs()]
         self._heads = _match_heads(shapes)

@@ -52,6 +52,7 @@ from detectors.base import Frame
 from detectors.detections import Detections, FloatArray
 from detectors.letterbox import InputMapping, fit
 from detectors.model_file import verified_model
+from detectors.onnx_session import cpu_session
 from detectors.options import ClassFilter, DetectorOptions, DetectorSetupError, finish_detections
 
 log = logging.getLogger(__name__)
@@ -227,10 +228,7 @@ class YoloOnnx:
         labels = load_class_names(cfg.class_names)
         self._filter = cfg.class_filter(labels)
         self.resize = cfg.resize
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cfg.threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, cfg.threads)
         _check_metadata(_metadata(self.session), labels, path)
         inp = self.session.get_inputs()[0]
         self.input_name: str = inp.name

@@ -27,6 +27,7 @@ from ingest.backoff import BackoffPolicy
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttReadings
 from ingest.open_source import open_source
+from ingest.prefetch import prefetched
 from ingest.sensor_payload import BadReading
 from ingest.stream_source import StreamOptions
 from ingest.video_file import Pace
@@ -188,7 +189,7 @@ class EdgeWorker:
                 on_status=status,
                 options=options,
             )
-            for frame in source.frames():
+            for frame in prefetched(source.frames(), name=f"decode-{cam.camera_id}"):
                 worker.process(frame)
         except SourceError as exc:
             self.stats.camera_errors[cam.camera_id] += 1

@@ -24,6 +24,7 @@ from detectors.registry import build_detector
 from edge.camera_worker import CameraWorker
 from edge.snapshot import local_time
 from ingest.frames import SourceError
+from ingest.prefetch import prefetched
 from ingest.video_file import VideoFileSource
 from pipeline.case_table import CaseTable
 from streetwatch.config import CameraConfig, Config
@@ -117,7 +118,7 @@ def replay(
     except SourceError as exc:
         raise ReplayError(str(exc)) from None
     bar = Progress(frame_count(video), progress) if progress is not None else None
-    for frame in source.frames():
+    for frame in prefetched(source.frames()):
         worker.process(frame)
         if bar is not None:
             bar.update(source.frames_decoded, len(table.cases))

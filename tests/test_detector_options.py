@@ -220,3 +220,28 @@ def test_ultralytics_results_become_detections() -> None:
     assert [dets.label(i) for i in range(len(dets))] == ["person"]
     assert dets.xyxy.dtype == np.float32 and dets.class_ids.dtype == np.int32
     assert len(result_to_detections(SimpleNamespace(boxes=None), _flt())) == 0
+
+
+def _greedy_nms(xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> list[int]:
+    """The textbook algorithm, as an oracle for detectors.detections.nms."""
+    from detectors.detections import box_iou
+
+    keep: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        same = [k for k in keep if classes[k] == classes[i]]
+        if not same or box_iou(xyxy[i : i + 1], xyxy[same]).max() <= iou:
+            keep.append(int(i))
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_matches_the_greedy_algorithm(seed: int) -> None:
+    from detectors.detections import nms
+
+    rng = np.random.default_rng(seed)
+    n = 80
+    xy = rng.uniform(0, 600, (n, 2)).astype(np.float32)
+    xyxy = np.concatenate([xy, xy + rng.uniform(10, 150, (n, 2)).astype(np.float32)], axis=1)
+    scores = rng.uniform(0.3, 0.95, n).astype(np.float32)
+    classes = rng.integers(0, 4, n).astype(np.int32)
+    assert nms(xyxy, scores, classes, 0.5).tolist() == _greedy_nms(xyxy, scores, classes, 0.5)
