@@ -8,14 +8,12 @@ as a gathering, however many pass.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
-from detectors.detections import Detections
-from edge.rules.base import HeldCondition, Holding, RuleBase, ZoneRule
-from edge.stationary import StationaryMemory, shown
+from edge.rules.base import RuleBase
+from edge.rules.counting import StandingCountRule
 from edge.zones import Zone
 from streetwatch.records import Slug
 
@@ -33,26 +31,19 @@ class CrowdRuleConfig(RuleBase):
     still_iou: float = Field(default=0.3, gt=0, lt=1, description="IoU that counts as in place")
 
 
-class CrowdRule(ZoneRule):
+class CrowdRule(StandingCountRule):
     def __init__(self, cfg: CrowdRuleConfig, zone: Zone, timezone: str) -> None:
-        super().__init__(cfg, zone, timezone)
+        super().__init__(
+            cfg,
+            zone,
+            timezone,
+            classes=PERSON,
+            still_iou=cfg.still_iou,
+            settle_s=cfg.settle_s,
+            enough=lambda n: n >= cfg.min_people,
+            seen_now_only=True,
+        )
         self.cfg: CrowdRuleConfig = cfg
-        self.memory = StationaryMemory(cfg.still_iou, cfg.grace_s)
-        self.held = HeldCondition(cfg.grace_s)
 
     def describe(self) -> str:
         return f">= {self.cfg.min_people} people standing"
-
-    def reset(self) -> None:
-        super().reset()
-        self.memory.clear()
-        self.held.clear()
-
-    def condition(self, now: datetime, dets: Detections) -> Holding | None:
-        people = self.in_zone(dets, PERSON)
-        owners = self.memory.update(now, people)
-        # counted: in place for settle_s and seen in this very frame (a gap in
-        # the crowd is bridged by the held condition's grace, not by ghosts)
-        settled = [o for o in self.memory.standing(self.cfg.settle_s) if o.last_seen == now]
-        since = self.held.update(now, len(settled) >= self.cfg.min_people)
-        return None if since is None else Holding(since, shown(people, owners, settled))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
-from detectors.detections import Detections
-from edge.rules.base import HeldCondition, Holding, RuleBase, ZoneRule
-from edge.stationary import StationaryMemory, shown
+from edge.rules.base import RuleBase
+from edge.rules.counting import StandingCountRule
 from edge.zones import Zone
 from streetwatch.records import Slug
 
@@ -29,25 +27,19 @@ class NonMotorRuleConfig(RuleBase):
     still_iou: float = Field(default=0.5, gt=0, lt=1, description="IoU that counts as not moved")
 
 
-class NonMotorRule(ZoneRule):
+class NonMotorRule(StandingCountRule):
     def __init__(self, cfg: NonMotorRuleConfig, zone: Zone, timezone: str) -> None:
-        super().__init__(cfg, zone, timezone)
+        super().__init__(
+            cfg,
+            zone,
+            timezone,
+            classes=frozenset(cfg.classes),
+            still_iou=cfg.still_iou,
+            settle_s=cfg.settle_s,
+            enough=lambda n: n > cfg.max_parked,
+            seen_now_only=False,
+        )
         self.cfg: NonMotorRuleConfig = cfg
-        self.classes = frozenset(cfg.classes)
-        self.memory = StationaryMemory(cfg.still_iou, cfg.grace_s)
-        self.held = HeldCondition(cfg.grace_s)
 
     def describe(self) -> str:
         return f"> {self.cfg.max_parked} {'/'.join(self.cfg.classes)} parked"
-
-    def reset(self) -> None:
-        super().reset()
-        self.memory.clear()
-        self.held.clear()
-
-    def condition(self, now: datetime, dets: Detections) -> Holding | None:
-        bikes = self.in_zone(dets, self.classes)
-        owners = self.memory.update(now, bikes)
-        parked = self.memory.standing(self.cfg.settle_s)
-        since = self.held.update(now, len(parked) > self.cfg.max_parked)
-        return None if since is None else Holding(since, shown(bikes, owners, parked))
