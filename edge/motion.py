@@ -18,6 +18,11 @@ never missed for long, the detector also runs at least every
 see every object on every analysed frame, with boxes at most
 ``full_check_every_s`` old, and their dwell times are unaffected.
 
+The default full check, every 10 s, is short against any dwell time the
+rules use (a minute or more for parking and stalls) and matches how often
+Frigate re-checks its stationary objects (every 50 frames at 5 fps). On a
+quiet street it is most of the detector's work, so it sets the saving.
+
 Only motion that can matter wakes the detector: the motion picture is
 limited to the camera's rule zones (every rule looks only at objects
 standing in its zone, so a crowd on the road outside the parking bay is no

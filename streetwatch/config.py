@@ -78,7 +78,7 @@ class MotionConfig(Section):
         description="Share of the watched area (zones less masks) that must change",
     )
     full_check_every_s: float = Field(
-        default=5.0, gt=0, description="Run the detector at least this often, moving or not"
+        default=10.0, gt=0, description="Run the detector at least this often, moving or not"
     )
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +197,62 @@ def test_bicycles_parked_on_a_real_street_are_one_non_motor_case(tmp_path: Path)
     # counted after settling 3 s, the condition holds from t=3; fires after 15 s more
     assert 17.5 <= first_alert_after(result) <= 19.0
     assert all(d.label == "bicycle" for d in result.alerts[0].detections)
+
+
+def leuven_config(tmp: Path, rules: list[dict[str, Any]]) -> Config:
+    return parse_config({
+        "edge": {"evidence_dir": str(tmp / "evidence")},
+        "places": [{"place_id": "pavement"}, {"place_id": "road"}],
+        "cameras": [{
+            "camera_id": "cam-2", "url": "unused", "analysis_fps": 2.0,
+            "zones": [
+                {"zone_id": "pavement", "place": "pavement", "polygon": scenes.LEUVEN_PAVEMENT},
+                {"zone_id": "road", "place": "road", "polygon": scenes.LEUVEN_ROAD},
+            ],
+            "rules": rules,
+        }],
+    })  # fmt: skip
+
+
+def test_street_stall_is_one_case_after_the_dwell_passers_by_are_not(tmp_path: Path) -> None:
+    video = scenes.stall_scene(tmp_path / "stall.avi", seconds=60, arrive=20.0, leave=55.0)
+    rule = {"type": "illegal_stall", "rule_id": "stall", "zone": "pavement",
+            "settle_s": 5.0, "dwell_s": 20.0, "repeat_every_s": 10.0}  # fmt: skip
+    result = replay(leuven_config(tmp_path, [rule]), video, tmp_path / "out", start=START)
+    cases = list(result.table.cases.values())
+    # The bicycles stand there all along, and a walker passes right by them
+    # at 2-16 s: no stall. The vendor arrives at 20 s; the stall holds from
+    # then and is raised 20 s later, then repeats until it packs up at 55 s.
+    assert [c.category for c in cases] == ["illegal_stall"]
+    assert 40.0 <= first_alert_after(result) <= 41.5
+    assert [round((a.observed_at - START).total_seconds()) for a in result.alerts] == [40, 50]
+    # the case starts with the stall, when the vendor arrived (not when the
+    # bicycles did, at 0 s)
+    assert cases[0].first_seen == START + timedelta(seconds=20)
+    labels = {d.label for d in result.alerts[0].detections}
+    assert "person" in labels and labels & {"potted plant", "bicycle"}
+
+
+def test_street_stall_needs_its_vendor(tmp_path: Path) -> None:
+    # the same scene with the stall never set up (arrive after the end): the
+    # parked bicycles and both walkers raise nothing
+    video = scenes.stall_scene(tmp_path / "stall.avi", seconds=45, arrive=99.0, leave=99.0)
+    rule = {"type": "illegal_stall", "rule_id": "stall", "zone": "pavement",
+            "settle_s": 5.0, "dwell_s": 20.0, "repeat_every_s": 10.0}  # fmt: skip
+    result = replay(leuven_config(tmp_path, [rule]), video, tmp_path / "out", start=START)
+    assert result.alerts == []
+
+
+def test_goods_left_on_the_road_are_one_case_after_the_dwell(tmp_path: Path) -> None:
+    video = scenes.piled_goods_scene(tmp_path / "goods.avi", seconds=60, arrive=15.0)
+    rule = {"type": "piled_goods", "rule_id": "goods", "zone": "road",
+            "dwell_s": 20.0, "repeat_every_s": 15.0}  # fmt: skip
+    result = replay(leuven_config(tmp_path, [rule]), video, tmp_path / "out", start=START)
+    cases = list(result.table.cases.values())
+    # walkers cross the road at 2-14 s (nothing there yet) and at 30-44 s, in
+    # front of the pots; the pots arrive at 15 s and are raised 20 s later
+    assert [c.category for c in cases] == ["piled_goods"]
+    assert 35.0 <= first_alert_after(result) <= 36.0
+    assert cases[0].first_seen == START + timedelta(seconds=15)
+    assert cases[0].alert_count == 2  # 35, 50
+    assert {d.label for d in result.alerts[0].detections} == {"potted plant"}

@@ -7,6 +7,11 @@ zone for ``settle_s``
 and at least ``min_people`` people are near them (within ``near`` times a
 person's height of a stall object); customers come and go, the stall stays,
 so people are counted in the current frame, with ``grace_s`` for gaps.
+
+The stall begins when people first stood by the stall objects, settled or
+not: goods set out together with their vendor start the stall on arrival
+(not ``settle_s`` later), and a vendor who joins bicycles that have stood
+there for an hour starts it when he arrives (not an hour earlier).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class StallRule(ZoneRule):
         self.objects = frozenset(cfg.objects)
         self.memory = StationaryMemory(cfg.still_iou, cfg.grace_s)
         self.held = HeldCondition(cfg.grace_s)
+        self.gathered = HeldCondition(cfg.grace_s)  # people by objects, settled or not
 
     def describe(self) -> str:
         return (
@@ -73,6 +79,7 @@ class StallRule(ZoneRule):
         super().reset()
         self.memory.clear()
         self.held.clear()
+        self.gathered.clear()
 
     def _people_near(self, people: Detections, objects: Detections) -> np.ndarray:
         if not len(people) or not len(objects):
@@ -90,14 +97,19 @@ class StallRule(ZoneRule):
         still_dets = shown(things, owners, settled)
         people = self.in_zone(dets, PERSON)
         near = people[self._people_near(people, still_dets)]
+        gathered = len(things) >= self.cfg.min_objects and (
+            int(self._people_near(people, things).sum()) >= self.cfg.min_people
+        )
+        gathered_since = self.gathered.update(now, gathered)
         holds = len(settled) >= self.cfg.min_objects and len(near) >= self.cfg.min_people
         held_since = self.held.update(now, holds)
         if held_since is None:
             return None
-        # The objects stood during their settle time too: the stall began when
-        # they arrived, but no earlier than settle_s before the condition held.
-        arrived = min((o.first_seen for o in settled), default=held_since)
-        since = max(arrived, held_since - timedelta(seconds=self.cfg.settle_s))
+        # The stall began when its people gathered by the objects, which is
+        # at most settle_s before the settled condition held.
+        since = held_since
+        if gathered_since is not None:
+            since = max(gathered_since, held_since - timedelta(seconds=self.cfg.settle_s))
         standing = self.memory.standing(self.cfg.dwell_s)
         show = shown(things, owners, standing)
         return Holding(since, _concat(show, near))
