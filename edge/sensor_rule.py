@@ -33,6 +33,8 @@ class ThresholdRule:
     def observe(self, reading: SensorReading) -> tuple[SensorReading, ...] | None:
         """Return the readings that show the alarm when it fires, else None."""
         self.recent.append(reading)
+        if reading.value is None:
+            return None
         if self.armed and reading.value > self.cfg.alarm_above:
             self.armed = False
             return tuple(self.recent)

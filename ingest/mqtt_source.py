@@ -18,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest.mqtt_config import MqttConfig
 from ingest.sensor_payload import BadReading, parse_reading
-from streetwatch.config import MqttConfig
 from streetwatch.records import SensorReading
 
 log = logging.getLogger(__name__)

@@ -32,6 +32,7 @@ from detectors.nanodet import NanoDetConfig
 from detectors.registry import DetectorConfig
 from edge.rules.registry import RULE_TYPES, RuleConfig
 from edge.tracker import TrackerConfig
+from ingest.mqtt_config import MqttConfig
 from streetwatch.config_base import Point, Section
 from streetwatch.records import GridRef, Place, Slug
 
@@ -185,21 +186,6 @@ class KafkaConfig(Section):
     )
     partitions: int = Field(
         default=4, ge=1, le=1024, description="Partitions of the topics streetwatch creates"
-    )
-
-
-class MqttConfig(Section):
-    """The MQTT broker of the neuron sensors."""
-
-    host: str = Field(default="127.0.0.1", description="Broker host")
-    port: int = Field(default=1883, ge=1, le=65535, description="Broker port")
-    subscribe: str = Field(
-        default="neuron/+/+/+/up", description="Topic filter: neuron/{town}/{type}/{device_id}/up"
-    )
-    username: str | None = Field(default=None, description="Login, if the broker needs one")
-    password: str | None = Field(default=None, description="Password for username")
-    max_payload_bytes: int = Field(
-        default=65536, ge=64, description="Larger messages are rejected as oversized"
     )
 
 

@@ -19,6 +19,7 @@ from edge.rules.parking import ParkingRuleConfig
 from edge.rules.piled_goods import PiledGoodsRuleConfig
 from edge.rules.stall import StallRuleConfig
 from edge.tracker import TrackerConfig
+from ingest.mqtt_config import MqttConfig
 from streetwatch.config import (
     CameraConfig,
     ClipConfig,
@@ -26,7 +27,6 @@ from streetwatch.config import (
     EdgeConfig,
     KafkaConfig,
     MotionConfig,
-    MqttConfig,
     PlaceConfig,
     SensorConfig,
     StreamConfig,

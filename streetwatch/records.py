@@ -108,8 +108,15 @@ class SensorReading(Record):
     device_id: Slug
     device_type: Slug = Field(description="e.g. water_level, smoke, manhole_cover")
     town: str = Field(default="", description="Town segment of the MQTT topic")
-    value: float
+    value: float | None = Field(
+        default=None, description="The measurement, in unit; none in a state-only message"
+    )
     unit: str = Field(default="", description="Unit of value, e.g. m")
+    state: str | None = Field(
+        default=None, description="Reported state, e.g. alarm, normal, open, closed, tamper"
+    )
+    battery_pct: float | None = Field(default=None, ge=0, le=100, description="Battery level")
+    seq: int | None = Field(default=None, ge=0, description="The device's message counter")
     device_time: AwareDatetime | None = Field(
         default=None, description="Time stamped by the device, if it sent one"
     )
@@ -119,6 +126,11 @@ class SensorReading(Record):
 class SourceKind(StrEnum):
     CAMERA = "camera"
     SENSOR = "sensor"
+
+
+class AlertPhase(StrEnum):
+    RAISED = "raised"  # the condition holds
+    CLEARED = "cleared"  # it ended: a device back online, a level back to normal
 
 
 class Alert(Record):
@@ -141,6 +153,9 @@ class Alert(Record):
     first_seen: AwareDatetime = Field(description="When the condition began")
     observed_at: AwareDatetime = Field(description="When this alert observed it")
     confidence: float = Field(ge=0, le=1)
+    phase: AlertPhase = Field(
+        default=AlertPhase.RAISED, description="raised, or cleared when the condition ended"
+    )
     evidence: tuple[Evidence, ...] = ()
     detections: tuple[DetectionRecord, ...] = ()
     readings: tuple[SensorReading, ...] = ()
@@ -148,6 +163,26 @@ class Alert(Record):
     @staticmethod
     def make_id(source_id: str, rule_id: str, place_id: str, observed_at: datetime) -> str:
         return stable_id("alert", source_id, rule_id, place_id, observed_at.isoformat())
+
+
+class DeadLetter(Record):
+    """A message the edge could not use, kept with the reason (never dropped silently)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    letter_id: str
+    box_id: Slug = Field(description="The edge box that received it")
+    source: str = Field(description="Where it came from, e.g. mqtt")
+    topic: str = Field(description="Topic it arrived on (first 256 characters)")
+    reason: str = Field(description="Why it was rejected: a fixed word, e.g. not_json")
+    detail: str = Field(description="What exactly was wrong, for a person")
+    payload_size: int = Field(ge=0, description="Size of the whole payload in bytes")
+    payload_b64: str = Field(description="The payload (its first 4096 bytes), base64")
+    received_at: AwareDatetime
+
+    @staticmethod
+    def make_id(box_id: str, topic: str, payload: bytes, received_at: datetime) -> str:
+        digest = hashlib.sha256(payload).hexdigest()[:16]
+        return stable_id("dead", box_id, topic, digest, received_at.isoformat())
 
 
 class CaseStatus(StrEnum):
@@ -206,4 +241,5 @@ WIRE_RECORDS: dict[str, type[Record]] = {
     "alert": Alert,
     "case": Case,
     "case_event": CaseEvent,
+    "dead_letter": DeadLetter,
 }
