@@ -38,6 +38,7 @@ class Run:
     seconds: float
     analysed: int
     detector_runs: int
+    region_runs: int
     alerts: int
 
 
@@ -60,7 +61,13 @@ def run(video: Path, tmp: Path, detector: NanoDet, gating: bool) -> Run:
     for frame in prefetched(source.frames()):
         worker.process(frame)
     worker.finish()
-    return Run(time.perf_counter() - t0, worker.analysed, worker.detector_runs, len(alerts))
+    return Run(
+        time.perf_counter() - t0,
+        worker.analysed,
+        worker.detector_runs,
+        worker.region_runs,
+        len(alerts),
+    )
 
 
 def main() -> None:
@@ -102,7 +109,8 @@ def main() -> None:
             label = "with gating   " if gating else "without gating"
             print(
                 f"camera {fps:4.1f} fps {label}  analysed {r.analysed / args.seconds:.1f} fps, "
-                f"detector on {r.detector_runs:4d}/{r.analysed} frames, {r.seconds:6.2f} s, "
+                f"detector on {r.detector_runs:4d}/{r.analysed} frames "
+                f"({r.region_runs:3d} on a region), {r.seconds:6.2f} s, "
                 "cameras in real time "
                 f"{args.seconds / r.seconds:6.1f}, {r.alerts} alert(s)"
             )

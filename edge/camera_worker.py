@@ -43,9 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from detectors.base import Detector
-from detectors.detections import Detections
+from detectors.detections import Detections, box_iou
 from edge.clip_recorder import ClipRecorder
-from edge.motion import MotionGate
+from edge.motion import WHOLE, Box, MotionGate
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
 from edge.snapshot import annotate, local_time, write_snapshot
@@ -58,6 +58,7 @@ from ingest.video_file import Pace
 from streetwatch.config import CameraConfig, Config
 from streetwatch.records import Alert, Evidence, Place, SourceKind
 
+REGION_EDGE_PX = 2  # a box this close to a region's inner edge may be a cut object
 CLIP_WAIT_S = 60.0  # longest wait for the last clips when a camera stops
 EVIDENCE_MAX_SKEW_S = 0.5  # farthest main-stream frame (in time) a snapshot may use
 
@@ -127,6 +128,8 @@ class CameraWorker:
         self.tracks = Tracks(Detections.empty(detector.labels), np.zeros((0,), np.int32))
         self.analysed = 0
         self.detector_runs = 0
+        self.region_runs = 0  # detector runs on a region around the motion
+        self.region_fallbacks = 0  # region runs redone on the whole frame (object cut)
         self.alerts = 0
 
     def open_evidence(
@@ -156,18 +159,75 @@ class CameraWorker:
         return self.evidence
 
     def detections(self, frame: Frame) -> Detections:
-        """Detections for this frame: a detector run, or the last run's if nothing moved."""
-        if (
-            self.last is None
-            or self.gate is None
-            or self.gate.should_detect(frame.image, frame.captured_at)
-        ):
+        """Detections for this frame: a detector run (whole frame or the region
+        that moved), or the last run's if nothing moved."""
+        decision = WHOLE
+        if self.gate is not None:
+            # fed every frame, so that its background is ready for the second
+            decision = self.gate.decide(frame.image, frame.captured_at)
+        if self.last is None:
+            decision = WHOLE
+        elif not decision.run:
+            return self.last
+        dets = None
+        if decision.region is not None and self.last is not None:
+            dets = self._region_detections(frame, decision.region, self.last)
+        if dets is None:
             dets = self.detector.detect(frame.image)
             self.detector_runs += 1
-            for mask in self.masks:
-                dets = dets[~mask.anchored_in(dets)]
-            self.last = dets
-        return self.last
+            if self.gate is not None:
+                self.gate.last_full = frame.captured_at
+        for mask in self.masks:
+            dets = dets[~mask.anchored_in(dets)]
+        self.last = dets
+        return dets
+
+    def _region_detections(self, frame: Frame, region: Box, last: Detections) -> Detections | None:
+        """Run the detector on ``region`` and merge with ``last``; None if an
+        object touches the crop's inner edge (the whole frame must be run).
+
+        Cached detections wholly inside the region are replaced by what the
+        crop found; those reaching outside it were not seen whole, so they
+        stay, unless the crop found the same object (same class, IoU >= 0.5).
+        """
+        x1, y1, x2, y2 = region
+        found = self.detector.detect(frame.image[y1:y2, x1:x2])
+        self.detector_runs += 1
+        self.region_runs += 1
+        h, w = frame.image.shape[:2]
+        b = found.xyxy
+        edge = REGION_EDGE_PX
+        cut = (
+            ((b[:, 0] <= edge) & (x1 > 0))
+            | ((b[:, 1] <= edge) & (y1 > 0))
+            | ((b[:, 2] >= x2 - x1 - edge) & (x2 < w))
+            | ((b[:, 3] >= y2 - y1 - edge) & (y2 < h))
+        )
+        if bool(cut.any()):
+            self.region_fallbacks += 1
+            return None
+        shifted = Detections(
+            xyxy=found.xyxy + np.array([x1, y1, x1, y1], np.float32),
+            scores=found.scores,
+            class_ids=found.class_ids,
+            labels=found.labels,
+        )
+        # The crop saw whole only what lies wholly inside it; the rest is kept.
+        c = last.xyxy
+        inside = (c[:, 0] >= x1) & (c[:, 1] >= y1) & (c[:, 2] <= x2) & (c[:, 3] <= y2)
+        kept = last[~inside]
+        if len(kept) and len(shifted):
+            same = (box_iou(kept.xyxy, shifted.xyxy) >= 0.5) & (
+                kept.class_ids[:, None] == shifted.class_ids[None, :]
+            )
+            again = np.asarray(same.any(axis=1), dtype=bool)
+            kept = kept[~again]  # seen again (and moved) in the crop
+        return Detections(
+            xyxy=np.concatenate([kept.xyxy, shifted.xyxy]).astype(np.float32),
+            scores=np.concatenate([kept.scores, shifted.scores]).astype(np.float32),
+            class_ids=np.concatenate([kept.class_ids, shifted.class_ids]).astype(np.int32),
+            labels=last.labels,
+        )
 
     def process(self, frame: Frame) -> list[Alert]:
         """Analyse one frame; return the alerts it emitted (possibly from earlier frames)."""

@@ -42,6 +42,7 @@ class ReplayResult:
     detector_runs: int
     alerts: list[Alert]
     table: CaseTable
+    region_runs: int = 0  # detector runs on a region around the motion (of detector_runs)
 
 
 def pick_camera(cfg: Config, camera_id: str | None) -> CameraConfig:
@@ -136,13 +137,21 @@ def replay(
             [c.model_dump(mode="json") for c in table.cases.values()], indent=2, ensure_ascii=False
         )
     )
-    return ReplayResult(source.frames_decoded, worker.analysed, worker.detector_runs, alerts, table)
+    return ReplayResult(
+        source.frames_decoded,
+        worker.analysed,
+        worker.detector_runs,
+        alerts,
+        table,
+        region_runs=worker.region_runs,
+    )
 
 
 def print_summary(result: ReplayResult, out: Path, stream: TextIO = sys.stdout) -> None:
     print(
         f"{result.frames_decoded} frames, {result.analysed} analysed, detector on "
-        f"{result.detector_runs} ({result.detector_runs / max(result.analysed, 1):.0%}); "
+        f"{result.detector_runs} ({result.detector_runs / max(result.analysed, 1):.0%}, "
+        f"{result.region_runs} on a moving region); "
         f"{len(result.alerts)} alert(s) -> {len(result.table.cases)} case(s); written to {out}",
         file=stream,
     )

@@ -320,3 +320,32 @@ def piled_goods_scene(path: Path, seconds: int = 60, arrive: float = 15.0) -> Pa
             yield noisy(image, rng)
 
     return write(path, frames())
+
+
+RIDE_PX_PER_S = 150.0  # a bicycle ridden at about 3.5 m/s at this scale
+
+
+def passing_bicycle() -> Sprite:
+    """One of leuvenB's own bicycles with the patch of wall behind it (a box, not
+    an outline: its thin frame defeats outline cutting), to ride along the road."""
+    patch = _leuven()[392:478, 130:250].copy()
+    return Sprite(patch, np.ones(patch.shape[:2], np.float32))
+
+
+def bicycle_street_scene(path: Path, seconds: int = 40) -> Path:
+    """leuvenB held still (bicycles against the wall) with a walker along the
+    pavement past them (2-14 s) and a bicycle ridden along the road (20-24 s)."""
+    rng = np.random.default_rng(6)
+    street, ppl, bike = _leuven(), masked_people(), passing_bicycle()
+
+    def frames() -> Iterator[Image]:
+        for i in range(int(seconds * FPS)):
+            t = i / FPS
+            image = street
+            if 2 <= t < 14:
+                image = put(image, ppl[1], _walker_x(t, 2, -60), 500)
+            if 20 <= t < 24:
+                image = put(image, bike, int(150 + (t - 20) * RIDE_PX_PER_S), 545)
+            yield noisy(image, rng)
+
+    return write(path, frames())

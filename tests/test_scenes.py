@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from detectors.nanodet import NanoDet
 from edge.snapshot import FIRING_COLOUR, ZONE_COLOUR
+from edge.zones import Zone
 from streetwatch.config import Config, parse_config
 from streetwatch.records import EvidenceKind
 from streetwatch.replay import ReplayResult, replay
@@ -172,7 +174,16 @@ def test_class_map_maps_a_class_to_a_category_on_real_footage(tmp_path: Path) ->
 
 
 def test_bicycles_parked_on_a_real_street_are_one_non_motor_case(tmp_path: Path) -> None:
-    video = scenes.still_photo(tmp_path / "leuven.avi", scenes.LEUVEN, 40)
+    # a walker passes the parked bicycles and a bicycle is ridden along the road
+    video = scenes.bicycle_street_scene(tmp_path / "leuven.avi", 40)
+    cap = cv2.VideoCapture(str(video))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 220)  # 22 s: the ridden bicycle mid-street
+    ok, ridden = cap.read()
+    cap.release()
+    assert ok
+    seen = NanoDet().detect(np.asarray(ridden, np.uint8)).of_classes({"bicycle"})
+    street = Zone("street", scenes.LEUVEN_STREET)
+    assert street.anchored_in(seen).any()  # the detector sees it in the street zone
     cfg = parse_config({
         "edge": {"evidence_dir": str(tmp_path / "evidence")},
         "places": [{"place_id": "wall"}, {"place_id": "street"}],
@@ -192,7 +203,8 @@ def test_bicycles_parked_on_a_real_street_are_one_non_motor_case(tmp_path: Path)
     })  # fmt: skip
     result = replay(cfg, video, tmp_path / "out", start=START)
     cases = list(result.table.cases.values())
-    # the bicycles against the wall; nothing on the open street
+    # the bicycles against the wall; nothing on the open street, where one
+    # was ridden through without stopping
     assert [(c.category, c.place.place_id) for c in cases] == [("disorderly_non_motor", "wall")]
     # counted after settling 3 s, the condition holds from t=3; fires after 15 s more
     assert 17.5 <= first_alert_after(result) <= 19.0

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from edge.motion import MotionGate
+from edge.motion import MotionGate, square_region
 from edge.schedule import ActiveHours, parse_range
 
 
@@ -83,3 +83,31 @@ def test_motion_outside_every_zone_does_not_wake_the_detector() -> None:
     assert outside == [False] * 5
     inside = gate.should_detect(frame(square=(500, 100)), t0 + timedelta(seconds=7))
     assert inside
+
+
+def test_motion_in_a_corner_runs_the_detector_on_a_square_region_around_it() -> None:
+    gate = MotionGate(width=160, threshold=25, min_area=0.0005, full_check_every_s=60.0)
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    assert gate.decide(frame(), t0).whole_frame  # first frame: whole
+    decision = gate.decide(frame(square=(500, 250)), t0 + timedelta(seconds=1))
+    assert decision.run and decision.region is not None
+    x1, y1, x2, y2 = decision.region
+    assert x2 - x1 == y2 - y1 == 180  # MIN_REGION of the 360 px short side
+    assert x1 <= 500 and 560 <= x2 <= 640 and y1 <= 250 and 310 <= y2 <= 360  # holds the square
+    # a full check is still due on time, whatever moved
+    assert gate.decide(frame(square=(500, 250)), t0 + timedelta(seconds=61)).whole_frame
+
+
+def test_motion_spread_wide_runs_the_whole_frame() -> None:
+    gate = MotionGate(width=160, threshold=25, min_area=0.0005, full_check_every_s=60.0)
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    gate.decide(frame(), t0)
+    two = frame(square=(10, 10))
+    two[280:340, 560:620] = 255  # a second mover in the far corner
+    assert gate.decide(two, t0 + timedelta(seconds=1)).whole_frame
+
+
+def test_square_region_stays_inside_the_frame() -> None:
+    assert square_region((0, 0, 20, 20), 640, 360) == (0, 0, 180, 180)
+    assert square_region((620, 340, 640, 360), 640, 360) == (460, 180, 640, 360)
+    assert square_region((0, 0, 400, 300), 640, 360) is None  # more than half the frame
