@@ -10,13 +10,25 @@ alert in the case; an alert from that source that is not newer is a
 re-delivery or a replay and changes nothing (no event). A source's alerts
 arrive in order because alerts are keyed by place and one partition holds
 all of a place's alerts.
+
+A *cleared* alert (the condition ended: a device back online, a level back
+to normal) never opens a case; it marks an open one ``cleared_at``, and the
+next raised alert unmarks it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from streetwatch.records import Alert, Case, CaseEvent, CaseEventType, Evidence, EvidenceKind
+from streetwatch.records import (
+    Alert,
+    AlertPhase,
+    Case,
+    CaseEvent,
+    CaseEventType,
+    Evidence,
+    EvidenceKind,
+)
 
 KEEP_LATEST_EVIDENCE = 4
 KEEP_CLIPS = 3
@@ -63,6 +75,15 @@ def absorb(case: Case, alert: Alert) -> Case | None:
     latest = case.sources.get(src)
     if latest is not None and alert.observed_at <= latest:
         return None
+    if alert.phase is AlertPhase.CLEARED:
+        return case.model_copy(
+            update={
+                "cleared_at": alert.observed_at,
+                "sources": {**case.sources, src: alert.observed_at},
+                "readings": (*case.readings, *alert.readings)[-KEEP_READINGS:],
+                "version": case.version + 1,
+            }
+        )
     rules = case.rule_texts
     if alert.rule_text not in rules:
         rules = (*rules, alert.rule_text)
@@ -76,6 +97,7 @@ def absorb(case: Case, alert: Alert) -> Case | None:
             "sources": {**case.sources, src: alert.observed_at},
             "evidence": _evidence(case.evidence, alert.evidence),
             "readings": (*case.readings, *alert.readings)[-KEEP_READINGS:],
+            "cleared_at": None,
             "version": case.version + 1,
         }
     )
@@ -84,6 +106,8 @@ def absorb(case: Case, alert: Alert) -> Case | None:
 def fold(current: Case | None, alert: Alert, now: datetime) -> CaseEvent | None:
     """Apply one alert to the case at its key; return the event, if any."""
     if current is None:
+        if alert.phase is AlertPhase.CLEARED:
+            return None  # nothing open to clear
         case, kind = open_case(alert), CaseEventType.OPENED
     else:
         updated = absorb(current, alert)

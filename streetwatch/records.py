@@ -211,6 +211,11 @@ class Case(Record):
     readings: tuple[SensorReading, ...] = Field(
         default=(), description="Sensor readings that fired, most recent, bounded"
     )
+    cleared_at: AwareDatetime | None = Field(
+        default=None,
+        description="When a source last reported the condition over (a device back "
+        "online, a level back to normal); none while it holds",
+    )
     version: int = Field(ge=1, description="Grows by one with every case event")
 
     @staticmethod

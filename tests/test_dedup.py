@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.dedup import case_key, fold
-from streetwatch.records import Alert, Case, CaseEvent, CaseEventType, SourceKind
+from streetwatch.records import Alert, AlertPhase, Case, CaseEvent, CaseEventType, SourceKind
 from tests.factories import alert, at
 
 
@@ -83,3 +83,18 @@ def test_case_keeps_its_clip_first_snapshot_and_latest_snapshots() -> None:
         "/e/snapshot-80",
         "/e/snapshot-90",
     ]
+
+
+def cleared(a: Alert) -> Alert:
+    return a.model_copy(update={"phase": AlertPhase.CLEARED, "alert_id": a.alert_id + "-cleared"})
+
+
+def test_a_cleared_alert_marks_the_open_case_and_never_opens_one() -> None:
+    table: dict[str, Case] = {}
+    assert run([cleared(alert(5, kind=SourceKind.SENSOR))], table) == []  # nothing open
+    events = run([alert(10), alert(20), cleared(alert(30)), cleared(alert(30))], table)
+    assert [e.case.version for e in events] == [1, 2, 3]  # the re-delivered clear: no-op
+    assert events[-1].case.cleared_at == at(30)
+    assert events[-1].case.alert_count == 2  # a clear is not a sighting
+    again = run([alert(40)], table)
+    assert again[0].case.cleared_at is None and again[0].case.alert_count == 3
