@@ -1,8 +1,13 @@
 """The edge worker: runs every camera and the sensor feed until stopped.
 
-Each camera runs in its own thread (decode and inference release the GIL);
-the MQTT client runs on paho's thread; alerts from all of them go through
-one asyncio loop to the alert sink. A camera whose file ends logs
+Each camera runs in its own thread (decode and inference release the GIL).
+Neuron messages are taken through the whole sensor path
+(:class:`~edge.sensor_feed.SensorFeed`: parse, checks, rules) on the MQTT
+client's thread, and each message is acknowledged to the broker only once
+its alerts and dead letters are queued here. Alerts from all sources go
+through one asyncio loop to the alert sink; dead letters to their own
+sink. A ticker lets time pass for the sensor rules every second (heartbeat
+loss, a door held open). A camera whose file ends logs
 ``event=camera_finished`` and the worker keeps serving sensors.
 """
 
@@ -22,17 +27,21 @@ from detectors.base import Detector
 from detectors.registry import build_detector
 from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
-from edge.sensor_alerts import SensorAlerts
+from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
+from edge.sensor_feed import FeedOutput, SensorFeed
 from ingest.backoff import BackoffPolicy
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
-from ingest.mqtt_source import MqttReadings
+from ingest.mqtt_source import MqttSource
 from ingest.open_source import open_source
 from ingest.prefetch import prefetched
-from ingest.sensor_payload import BadReading
 from ingest.stream_source import StreamOptions
 from ingest.video_file import Pace
-from streetwatch.config import CameraConfig, Config
-from streetwatch.records import Alert, SensorReading
+from streetwatch.config import CameraConfig, Config, device_registry
+from streetwatch.records import Alert, DeadLetter
+
+TICK_S = 1.0  # how often the sensor rules see time pass
+LOG_FIRST_REJECTS = 20  # rejects logged one by one per reason, then every LOG_EVERY_REJECT-th
+LOG_EVERY_REJECT = 1000
 
 log = logging.getLogger("streetwatch.edge")
 
@@ -40,48 +49,66 @@ log = logging.getLogger("streetwatch.edge")
 @dataclass
 class EdgeStats:
     alerts: int = 0
-    readings: int = 0
-    rejects: Counter[str] = field(default_factory=Counter)
+    readings: int = 0  # sensor readings that passed every check
+    rejects: Counter[str] = field(default_factory=Counter)  # sensor messages, per reason
+    dead_letters_sent: int = 0
     camera_errors: Counter[str] = field(default_factory=Counter)
 
 
 class EdgeWorker:
-    def __init__(self, cfg: Config, sink: AlertSink, *, pace: Pace = "realtime") -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        sink: AlertSink,
+        *,
+        pace: Pace = "realtime",
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
         self.cfg = cfg
         self.sink = sink
+        self.dead_sink: DeadLetterSink = dead_letters or MemoryDeadLetterSink()
         self.pace = pace
         self.stats = EdgeStats()
         self.stop_threads = threading.Event()
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
-        self.sensor_alerts = SensorAlerts(cfg)
+        self.registry = device_registry(cfg)
+        self.feed: SensorFeed | None = None
+        self.feed_lock = threading.Lock()
+        self.mqtt: MqttSource | None = None
         self.ready = asyncio.Event()
         self.cameras_finished = asyncio.Event()  # every camera source has ended
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._alerts: asyncio.Queue[Alert] = asyncio.Queue()
+        self._dead: asyncio.Queue[DeadLetter] = asyncio.Queue()
 
     async def run(self, stop: asyncio.Event) -> EdgeStats:
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         await self.sink.start()
+        await self.dead_sink.start()
         detector = build_detector(self.cfg.detector) if self.cfg.cameras else None
-        readings: asyncio.Queue[SensorReading] = asyncio.Queue()
-        mqtt = None
-        if self.cfg.sensors:
-            mqtt = MqttReadings(
-                self.cfg.mqtt,
-                client_id=f"streetwatch-{self.cfg.edge.box_id}",
-                on_reading=lambda r: self._enqueue(loop, readings, r),
-                on_reject=self._reject,
+        if len(self.registry):
+            self.feed = SensorFeed(
+                self.cfg, self.evidence_dir, started_at=datetime.now(UTC), registry=self.registry
             )
-            mqtt.start()
+            self.mqtt = MqttSource(
+                self.cfg.mqtt,
+                client_id=self.cfg.mqtt.client_id or f"streetwatch-{self.cfg.edge.box_id}",
+                on_message=self._on_message,
+            )
+            self.mqtt.start()
         start = datetime.now(UTC)
         cameras = [
-            asyncio.to_thread(self._camera, cam, detector, loop, start)
+            asyncio.to_thread(self._camera, cam, detector, self._loop, start)
             for cam in self.cfg.cameras
             if detector is not None
         ]
-        tasks = [
-            asyncio.create_task(self._sensors(readings)),
-            asyncio.create_task(self._all_cameras(cameras)),
+        sensor_tasks = [
+            asyncio.create_task(self._send_alerts()),
+            asyncio.create_task(self._send_dead_letters()),
+            asyncio.create_task(self._tick()),
         ]
-        if mqtt is not None and not await asyncio.to_thread(mqtt.subscribed.wait, 30):
+        cameras_task = asyncio.create_task(self._all_cameras(cameras))
+        if self.mqtt is not None and not await asyncio.to_thread(self.mqtt.subscribed.wait, 30):
             log.error(
                 "event=mqtt_not_subscribed host=%s port=%d: still trying in the background",
                 self.cfg.mqtt.host,
@@ -92,22 +119,31 @@ class EdgeWorker:
             "event=ready box=%s cameras=%d sensors=%d",
             self.cfg.edge.box_id,
             len(self.cfg.cameras),
-            len(self.cfg.sensors),
+            len(self.registry),
         )
         await stop.wait()
         self.stop_threads.set()
-        if mqtt is not None:
-            mqtt.stop()
-        tasks[0].cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        while not readings.empty():  # readings that arrived before the stop
-            await self._handle(readings.get_nowait())
+        if self.mqtt is not None:
+            self.mqtt.stop()  # no message is taken in after this
+        await cameras_task
+        for task in sensor_tasks:
+            task.cancel()
+        await asyncio.gather(*sensor_tasks, return_exceptions=True)
+        while not self._alerts.empty():  # queued before the stop
+            await self._publish(self._alerts.get_nowait())
+        while not self._dead.empty():
+            await self._send_dead(self._dead.get_nowait())
+        await self.dead_sink.stop()
         await self.sink.stop()
+        if self.feed is not None:
+            self.stats.readings = self.feed.readings
+            self.stats.rejects = Counter(self.feed.rejects)
         log.info(
-            "event=stopped alerts=%d readings=%d rejects=%s camera_errors=%s",
+            "event=stopped alerts=%d readings=%d rejects=%s dead_letters=%d camera_errors=%s",
             self.stats.alerts,
             self.stats.readings,
             dict(self.stats.rejects),
+            self.stats.dead_letters_sent,
             dict(self.stats.camera_errors),
         )
         return self.stats
@@ -116,42 +152,70 @@ class EdgeWorker:
         await asyncio.gather(*cameras)
         self.cameras_finished.set()
 
-    @staticmethod
-    def _enqueue(
-        loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[SensorReading], r: SensorReading
-    ) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, r)
+    # -- sensors -------------------------------------------------------------
 
-    def _reject(self, bad: BadReading, topic: str) -> None:
-        self.stats.rejects[bad.reason.value] += 1
-        log.warning(
-            "event=reading_rejected reason=%s topic=%s detail=%s", bad.reason, topic, bad.detail
-        )
+    def _on_message(self, topic: str, payload: bytes, received_at: datetime) -> None:
+        """On the MQTT thread: the whole sensor path, then hand over what it produced."""
+        assert self.feed is not None
+        with self.feed_lock:
+            out = self.feed.handle(topic, payload, received_at)
+            self.stats.readings = self.feed.readings
+        self._hand_over(out)
+
+    def _hand_over(self, out: FeedOutput) -> None:
+        loop = self._loop
+        assert loop is not None
+        for letter in out.dead:
+            self.stats.rejects[letter.reason] += 1
+            loop.call_soon_threadsafe(self._dead.put_nowait, letter)
+        for item in out.alerts:
+            # drawn here, on the thread that already holds the GIL: on another
+            # thread each of the chart's OpenCV calls would wait for it anew
+            alert = self.feed.with_chart(item) if self.feed is not None else item.alert
+            loop.call_soon_threadsafe(self._alerts.put_nowait, alert)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            if self.feed is None:
+                continue
+            with self.feed_lock:
+                out = self.feed.tick(datetime.now(UTC))
+            self._hand_over(out)
+
+    async def _send_alerts(self) -> None:
+        while True:
+            await self._publish(await self._alerts.get())
+
+    async def _send_dead_letters(self) -> None:
+        while True:
+            await self._send_dead(await self._dead.get())
+
+    async def _send_dead(self, letter: DeadLetter) -> None:
+        await self.dead_sink.send(letter)
+        self.stats.dead_letters_sent += 1
+        seen = self.stats.rejects[letter.reason]
+        if seen <= LOG_FIRST_REJECTS or seen % LOG_EVERY_REJECT == 0:  # not a log flood
+            log.warning(
+                "event=reading_rejected reason=%s count=%d topic=%.120s detail=%s letter=%s",
+                letter.reason,
+                seen,
+                letter.topic,
+                letter.detail,
+                letter.letter_id,
+            )
 
     async def _publish(self, alert: Alert) -> None:
         await self.sink.publish(alert)
         self.stats.alerts += 1
         log.info(
-            "event=alert category=%s place=%s source=%s id=%s",
+            "event=alert category=%s place=%s source=%s phase=%s id=%s",
             alert.category,
             alert.place.place_id,
             alert.source_id,
+            alert.phase,
             alert.alert_id,
         )
-
-    async def _handle(self, reading: SensorReading) -> None:
-        self.stats.readings += 1
-        try:
-            alert = self.sensor_alerts.observe(reading)
-        except BadReading as bad:
-            self._reject(bad, f"neuron/{reading.town}/{reading.device_type}/{reading.device_id}/up")
-            return
-        if alert is not None:
-            await self._publish(alert)
-
-    async def _sensors(self, readings: asyncio.Queue[SensorReading]) -> None:
-        while True:
-            await self._handle(await readings.get())
 
     def _camera(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,10 @@ def start_tansu(workdir: Path, port: int | None = None) -> RunningBroker:
     return RunningBroker(child, port)
 
 
-def start_mosquitto(workdir: Path, port: int | None = None) -> RunningBroker:
+def start_mosquitto(
+    workdir: Path, port: int | None = None, extra: Sequence[str] = ()
+) -> RunningBroker:
+    """A throwaway mosquitto on 127.0.0.1; ``extra`` lines are added to its config."""
     port = port or free_port()
     conf = workdir / f"mosquitto-{port}.conf"
     conf.write_text(
@@ -86,6 +90,7 @@ def start_mosquitto(workdir: Path, port: int | None = None) -> RunningBroker:
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",
+                *extra,
                 "",
             ]
         )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streetwatch.config import Config, ConfigError, load_config
+from streetwatch.config import Config, ConfigError, device_registry, load_config
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -168,7 +168,8 @@ def _run(args: argparse.Namespace) -> int:
             return _cmd_demo(args)
         if args.command == "check-config":
             cfg = load_config(args.config)
-            print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {len(cfg.sensors)} sensor(s))")
+            devices = len(device_registry(cfg))
+            print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {devices} sensor device(s))")
             return 0
         if args.command == "docs":
             from streetwatch.generated_docs import stale_docs, write_docs

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,9 +30,19 @@ from pydantic import (
 from detectors.nanodet import NanoDetConfig
 from detectors.registry import DetectorConfig
 from edge.rules.registry import RULE_TYPES, RuleConfig
+from edge.sensor_rules.config import (
+    SENSOR_RULE_TYPES,
+    DeviceConfig,
+    DeviceTypeConfig,
+    default_device_types,
+)
 from edge.tracker import TrackerConfig
+from ingest.device_registry import DeviceRegistry, load_devices
 from ingest.mqtt_config import MqttConfig
-from streetwatch.config_base import Point, Section
+from ingest.reading_checks import ReadingChecksConfig
+from ingest.topic_layout import DEFAULT_TOPIC_TEMPLATE, TopicLayout
+from streetwatch.config_base import ConfigError as ConfigError
+from streetwatch.config_base import Point, Problem, Section
 from streetwatch.records import GridRef, Place, Slug
 
 
@@ -150,23 +159,27 @@ class CameraConfig(Section):
         return v
 
 
-class SensorConfig(Section):
-    """A neuron device and the threshold that raises an alert."""
+class NeuronConfig(Section):
+    """Neuron (IoT) sensors: topic layout, device list file and reading checks."""
 
-    device_id: Slug
-    device_type: Slug
-    place: Slug
-    category: Slug = Field(description="Case category its alarm raises, e.g. water_level_high")
-    alarm_above: float = Field(description="A reading above this raises the alarm")
-    clear_below: float = Field(description="The alarm re-arms once a reading falls below this")
-    unit: str = Field(default="", description="Unit of the readings, e.g. m")
+    topic: str = Field(
+        default=DEFAULT_TOPIC_TEMPLATE,
+        description="Topic layout with {town}, {type} and {device_id}, one per level",
+    )
+    devices_file: str | None = Field(
+        default=None,
+        description="CSV or YAML device list (docs/examples/devices.csv), relative to the "
+        "config file; added to [[devices]]",
+    )
+    checks: ReadingChecksConfig = Field(default_factory=ReadingChecksConfig)
 
-    @field_validator("clear_below")
+    @field_validator("topic")
     @classmethod
-    def _clear_not_above_alarm(cls, v: float, info: ValidationInfo) -> float:
-        alarm = info.data.get("alarm_above")
-        if isinstance(alarm, float | int) and v > alarm:
-            raise ValueError(f"must be <= alarm_above ({alarm})")
+    def _layout(cls, v: str) -> str:
+        try:
+            TopicLayout(v)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
 
@@ -183,6 +196,10 @@ class KafkaConfig(Section):
     )
     dead_letter_topic: str = Field(
         default="streetwatch.alerts.dead", description="Alerts the dispatch worker cannot read"
+    )
+    sensor_dead_letter_topic: str = Field(
+        default="streetwatch.sensors.dead",
+        description="Sensor messages the edge cannot use, with the reason, keyed by reason",
     )
     partitions: int = Field(
         default=4, ge=1, le=1024, description="Partitions of the topics streetwatch creates"
@@ -214,26 +231,18 @@ class Config(Section):
     detector: DetectorConfig = Field(default_factory=NanoDetConfig)
     places: list[PlaceConfig] = Field(default_factory=list)
     cameras: list[CameraConfig] = Field(default_factory=list)
-    sensors: list[SensorConfig] = Field(default_factory=list)
+    neuron: NeuronConfig = Field(default_factory=NeuronConfig)
+    device_types: list[DeviceTypeConfig] = Field(
+        default_factory=list,
+        description="Device types, added to the built-in ones or replacing one by name",
+    )
+    devices: list[DeviceConfig] = Field(default_factory=list)
 
     def place(self, place_id: str) -> Place:
         for p in self.places:
             if p.place_id == place_id:
                 return p.to_place()
         raise KeyError(place_id)
-
-
-Problem = tuple[str, str]
-
-
-class ConfigError(Exception):
-    """A configuration file that cannot be used; ``problems`` name each field."""
-
-    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        lines = [f"  {path}: {msg}" if path else f"  {msg}" for path, msg in self.problems]
-        super().__init__(f"invalid config {source}:\n" + "\n".join(lines))
 
 
 def _path(loc: Sequence[int | str]) -> str:
@@ -269,16 +278,9 @@ def _dangling_references(cfg: Config) -> Iterator[Problem]:
                     f"cameras[{c}].rules[{r}].zone",
                     f"no zone '{rule.zone}' on camera '{cam.camera_id}' (zones: {known})",
                 )
-    seen_devices: set[str] = set()
-    for s, sensor in enumerate(cfg.sensors):
-        if sensor.place not in places:
-            yield f"sensors[{s}].place", f"no place '{sensor.place}' in [[places]]"
-        if sensor.device_id in seen_devices:
-            yield f"sensors[{s}].device_id", f"duplicate device_id '{sensor.device_id}'"
-        seen_devices.add(sensor.device_id)
 
 
-_TAGS = RULE_TYPES | {"nanodet", "yolo-onnx", "ultralytics"}
+_TAGS = RULE_TYPES | SENSOR_RULE_TYPES | {"nanodet", "yolo-onnx", "ultralytics"}
 
 
 def parse_config(data: object, source: str = "<config>") -> Config:
@@ -301,7 +303,25 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     problems = list(_dangling_references(cfg))
     if problems:
         raise ConfigError(source, problems)
+    device_registry(cfg, source)  # raises ConfigError naming the device, file and line
     return cfg
+
+
+def device_types(cfg: Config) -> dict[str, DeviceTypeConfig]:
+    """The built-in device types, with ``[[device_types]]`` added or replacing by name."""
+    types = default_device_types()
+    types.update({t.name: t for t in cfg.device_types})
+    return types
+
+
+def device_registry(cfg: Config, source: str = "<config>") -> DeviceRegistry:
+    """Every device (``[[devices]]`` and the devices file) resolved to its place and rules."""
+    devices = list(cfg.devices)
+    if cfg.neuron.devices_file:
+        devices += load_devices(Path(cfg.neuron.devices_file))
+    return DeviceRegistry(
+        device_types(cfg), devices, [p.to_place() for p in cfg.places], source=source
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -315,9 +335,19 @@ def load_config(path: Path) -> Config:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(str(path), [("", f"not valid JSON: {exc}")]) from None
-        return parse_config(data, str(path))
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [("", f"not valid TOML: {exc}")]) from None
-    return parse_config(data, str(path))
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), [("", f"not valid TOML: {exc}")]) from None
+    return parse_config(_relative_to(data, path.parent), str(path))
+
+
+def _relative_to(data: object, folder: Path) -> object:
+    """Resolve ``[neuron] devices_file`` against the config file's folder."""
+    if isinstance(data, dict):
+        neuron = data.get("neuron")
+        if isinstance(neuron, dict) and isinstance(neuron.get("devices_file"), str):
+            resolved = folder / neuron["devices_file"]
+            data = {**data, "neuron": {**neuron, "devices_file": str(resolved)}}
+    return data

@@ -18,8 +18,16 @@ from edge.rules.non_motor import NonMotorRuleConfig
 from edge.rules.parking import ParkingRuleConfig
 from edge.rules.piled_goods import PiledGoodsRuleConfig
 from edge.rules.stall import StallRuleConfig
+from edge.sensor_rules.base import FlappingConfig
+from edge.sensor_rules.battery import LowBatteryConfig
+from edge.sensor_rules.config import DeviceConfig, DeviceTypeConfig
+from edge.sensor_rules.heartbeat import HeartbeatConfig
+from edge.sensor_rules.rate import RateOfChangeConfig
+from edge.sensor_rules.state import StateConfig
+from edge.sensor_rules.threshold import ThresholdConfig
 from edge.tracker import TrackerConfig
-from ingest.mqtt_config import MqttConfig
+from ingest.mqtt_config import MqttConfig, MqttTlsConfig
+from ingest.reading_checks import ReadingChecksConfig
 from streetwatch.config import (
     CameraConfig,
     ClipConfig,
@@ -27,8 +35,8 @@ from streetwatch.config import (
     EdgeConfig,
     KafkaConfig,
     MotionConfig,
+    NeuronConfig,
     PlaceConfig,
-    SensorConfig,
     StreamConfig,
     ZoneConfig,
 )
@@ -37,6 +45,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[edge]", EdgeConfig),
     ("[kafka]", KafkaConfig),
     ("[mqtt]", MqttConfig),
+    ("[mqtt.tls]", MqttTlsConfig),
     ('[detector] type = "nanodet"', NanoDetConfig),
     ('[detector] type = "yolo-onnx"', YoloOnnxConfig),
     ('[detector] type = "ultralytics"', UltralyticsConfig),
@@ -54,7 +63,16 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ('[[cameras.rules]] type = "disorderly_non_motor"', NonMotorRuleConfig),
     ('[[cameras.rules]] type = "crowd_gathering"', CrowdRuleConfig),
     ('[[cameras.rules]] type = "class_map"', ClassMapRuleConfig),
-    ("[[sensors]]", SensorConfig),
+    ("[neuron]", NeuronConfig),
+    ("[neuron.checks]", ReadingChecksConfig),
+    ("[[device_types]]", DeviceTypeConfig),
+    ('[[device_types.rules]] type = "threshold"', ThresholdConfig),
+    ('[[device_types.rules]] type = "rate_of_change"', RateOfChangeConfig),
+    ('[[device_types.rules]] type = "state"', StateConfig),
+    ('[[device_types.rules]] type = "heartbeat"', HeartbeatConfig),
+    ('[[device_types.rules]] type = "low_battery"', LowBatteryConfig),
+    ("[device_types.rules.flapping]", FlappingConfig),
+    ("[[devices]]", DeviceConfig),
 ]
 
 INTRO = """# Configuration reference
@@ -64,8 +82,8 @@ INTRO = """# Configuration reference
 A streetwatch config is one TOML file (a `.json` file with the same
 structure is accepted too). Every key is optional unless marked
 **required**. Unknown keys, values of the wrong type (`"5"` is not a number)
-and references that do not resolve (a rule's `zone`, a zone's or sensor's
-`place`) are errors: every command stops with one line per problem, naming
+and references that do not resolve (a rule's `zone`, a zone's or device's
+place, a device's type) are errors: every command stops with one line per problem, naming
 its field path, and exit code 2. Check a file with
 `streetwatch check-config FILE`. A worked example is the demo's config,
 `streetwatch/demo.toml`.

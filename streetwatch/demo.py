@@ -23,6 +23,7 @@ from typing import TextIO
 
 from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
 from edge.worker import EdgeWorker
+from ingest.topic_layout import TopicLayout
 from ingest.video_file import Pace
 from pipeline.dispatch_tail import case_events, describe
 from streetwatch.brokers import start_mosquitto, start_tansu
@@ -133,11 +134,13 @@ async def _run(
 
     def run_sims() -> None:
         try:
-            for sensor in cfg.sensors:
+            layout = TopicLayout(cfg.neuron.topic)
+            for device in edge.registry:
                 simulate(
                     cfg.mqtt.host,
                     cfg.mqtt.port,
-                    sensor,
+                    device,
+                    layout,
                     readings=sim_readings,
                     interval=sim_interval,
                     stop=stop_sims,

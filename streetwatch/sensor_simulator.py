@@ -1,9 +1,10 @@
-"""A simulated neuron water-level gauge for the demo.
+"""A simulated neuron level sensor (e.g. a water-level gauge) for the demo.
 
-Publishes one reading per ``interval`` seconds on
-``neuron/{town}/{device_type}/{device_id}/up``: a slow wave that crosses the
-alarm level ``crossings`` times, with small noise that hovers around it, and
-one malformed message to show that bad input is counted, not fatal.
+Publishes one reading per ``interval`` seconds on the device's topic, in
+its type's payload style (flat or ``params``): a slow wave that crosses the
+device's threshold rule ``crossings`` times, with small noise that hovers
+around it, and one malformed message to show that bad input is counted and
+dead-lettered, not fatal.
 """
 
 from __future__ import annotations
@@ -18,7 +19,31 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from streetwatch.config import SensorConfig
+from edge.sensor_rules.threshold import ThresholdConfig
+from ingest.device_registry import ResolvedDevice
+from ingest.topic_layout import TopicLayout
+
+
+def levels(device: ResolvedDevice) -> tuple[float, float]:
+    """(enter, exit) of the device's first threshold rule on its value."""
+    for rule in device.rules:
+        if isinstance(rule, ThresholdConfig) and rule.field == "value":
+            return rule.enter, rule.exit
+    raise ValueError(f"device {device.device.device_id} has no threshold rule on its value")
+
+
+def payload(device: ResolvedDevice, value: float, at: datetime, seq: int) -> bytes:
+    """One reading in the device type's payload style."""
+    spec = device.type.payload_spec()
+    if spec.vendor == "params":
+        body: dict[str, object] = {
+            "params": {spec.value_key: value, "unit": spec.unit},
+            "ts": int(at.timestamp() * 1000),
+            "msgId": seq,
+        }
+    else:
+        body = {spec.value_key: value, "unit": spec.unit, "ts": at.isoformat(), "seq": seq}
+    return json.dumps(body).encode()
 
 
 def wave(
@@ -33,9 +58,9 @@ def wave(
 def simulate(
     host: str,
     port: int,
-    sensor: SensorConfig,
+    device: ResolvedDevice,
+    layout: TopicLayout,
     *,
-    town: str = "demo-town",
     readings: int = 60,
     interval: float = 1.0,
     crossings: int = 3,
@@ -44,20 +69,22 @@ def simulate(
     """Publish the readings (QoS 1); return how many were published."""
     stop = stop or threading.Event()
     rng = random.Random(7)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{sensor.device_id}")
+    d = device.device
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{d.device_id}")
     client.connect(host, port)
     client.loop_start()
-    topic = f"neuron/{town}/{sensor.device_type}/{sensor.device_id}/up"
-    low = sensor.clear_below - 0.3 * abs(sensor.alarm_above) - 0.1
-    high = sensor.alarm_above + 0.3 * abs(sensor.alarm_above) + 0.1
+    topic = layout.topic(d.town or "demo-town", d.type, d.device_id)
+    enter, exit_ = levels(device)
+    low = exit_ - 0.3 * abs(enter) - 0.1
+    high = enter + 0.3 * abs(enter) + 0.1
     sent = 0
     try:
         for i in range(readings):
             if stop.is_set():
                 break
             value = wave(i, readings, low, high, crossings, 0.01, rng)
-            body = {"value": value, "ts": datetime.now(UTC).isoformat(), "unit": sensor.unit}
-            client.publish(topic, json.dumps(body), qos=1).wait_for_publish(5)
+            body = payload(device, value, datetime.now(UTC), i)
+            client.publish(topic, body, qos=1).wait_for_publish(5)
             sent += 1
             if i == readings // 2:
                 client.publish(topic, b"{not json", qos=1).wait_for_publish(5)
