@@ -27,6 +27,7 @@ lint:
 bench: setup-test
 	$(VENV)/python -m bench.edge_path
 	$(VENV)/python -m bench.gating
+	$(VENV)/python -m bench.sensors
 
 docs:
 	$(VENV)/streetwatch docs --write docs

@@ -12,7 +12,7 @@ sensor path, in order:
 A message rejected at any step becomes a :class:`DeadLetter` with its
 reason (counted per reason); a rule that raises or clears becomes an
 :class:`Alert` at the device's place, with the triggering readings.
-:meth:`with_chart` adds a chart of them to a raised alert (PNG, sha256 in
+:meth:`with_chart` adds a chart of them to a raised alert (SVG, sha256 in
 the alert); it is kept apart so that drawing and writing the file happen
 off the thread that takes messages in. :meth:`tick` lets time pass for
 heartbeat loss and states held too long.
@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge.dead_letters import DeadLetters, MemoryDeadLetterSink
+from edge.sensor_rules.chart import MEDIA_TYPE as CHART_MEDIA_TYPE
 from edge.sensor_rules.chart import readings_chart
 from edge.sensor_rules.engine import SensorEngine, SensorFiring
 from ingest.device_registry import DeviceRegistry
@@ -127,16 +128,16 @@ class SensorFeed:
 
     def _chart(self, firing: SensorFiring) -> Evidence:
         enter, exit_ = firing.levels if firing.levels is not None else (None, None)
-        png = readings_chart(firing.readings, enter, exit_, field=firing.field)
-        digest = hashlib.sha256(png).hexdigest()
+        svg = readings_chart(firing.readings, enter, exit_, field=firing.field)
+        digest = hashlib.sha256(svg).hexdigest()
         folder = self.evidence_dir / firing.device_id
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{firing.rule_id}-{digest[:16]}.png"
-        path.write_bytes(png)
+        path = folder / f"{firing.rule_id}-{digest[:16]}.svg"
+        path.write_bytes(svg)
         return Evidence(
             kind=EvidenceKind.READINGS,
             path=str(path),
             sha256=digest,
-            media_type="image/png",
+            media_type=CHART_MEDIA_TYPE,
             captured_at=firing.at,
         )

@@ -2,12 +2,13 @@
 
 Each camera runs in its own thread (decode and inference release the GIL).
 Neuron messages are taken through the whole sensor path
-(:class:`~edge.sensor_feed.SensorFeed`: parse, checks, rules) on the MQTT
-client's thread, and each message is acknowledged to the broker only once
-its alerts and dead letters are queued here. Alerts from all sources go
-through one asyncio loop to the alert sink; dead letters to their own
-sink. A ticker lets time pass for the sensor rules every second (heartbeat
-loss, a door held open). A camera whose file ends logs
+(:class:`~edge.sensor_feed.SensorFeed`: parse, checks, rules) in two child
+processes, MQTT intake and rules (:mod:`edge.sensor_process`, the
+default), or here on the MQTT client's thread; each message is
+acknowledged to the broker once it is handed over. Alerts from all
+sources go through one asyncio loop to the alert sink; dead letters to
+their own sink. Every second the sensor rules see
+time pass (heartbeat loss, a door held open). A camera whose file ends logs
 ``event=camera_finished`` and the worker keeps serving sensors.
 """
 
@@ -29,6 +30,7 @@ from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
 from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
 from edge.sensor_feed import FeedOutput, SensorFeed
+from edge.sensor_process import SensorService
 from ingest.backoff import BackoffPolicy
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttSource
@@ -72,7 +74,8 @@ class EdgeWorker:
         self.stop_threads = threading.Event()
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
         self.registry = device_registry(cfg)
-        self.feed: SensorFeed | None = None
+        self.feed: SensorFeed | None = None  # the sensor path in this process, or
+        self.sensors: SensorService | None = None  # ... in child processes
         self.feed_lock = threading.Lock()
         self.mqtt: MqttSource | None = None
         self.ready = asyncio.Event()
@@ -86,16 +89,25 @@ class EdgeWorker:
         await self.sink.start()
         await self.dead_sink.start()
         detector = build_detector(self.cfg.detector) if self.cfg.cameras else None
-        if len(self.registry):
+        client_id = self.cfg.mqtt.client_id or f"streetwatch-{self.cfg.edge.box_id}"
+        subscribed: threading.Event | None = None
+        if len(self.registry) and self.cfg.neuron.separate_processes:
+            self.sensors = SensorService(
+                self.cfg,
+                self.evidence_dir,
+                client_id,
+                self._from_sensors,
+                started_at=datetime.now(UTC),
+            )
+            await asyncio.to_thread(self.sensors.start)
+            subscribed = self.sensors.subscribed
+        elif len(self.registry):
             self.feed = SensorFeed(
                 self.cfg, self.evidence_dir, started_at=datetime.now(UTC), registry=self.registry
             )
-            self.mqtt = MqttSource(
-                self.cfg.mqtt,
-                client_id=self.cfg.mqtt.client_id or f"streetwatch-{self.cfg.edge.box_id}",
-                on_message=self._on_message,
-            )
+            self.mqtt = MqttSource(self.cfg.mqtt, client_id=client_id, on_message=self._on_message)
             self.mqtt.start()
+            subscribed = self.mqtt.subscribed
         start = datetime.now(UTC)
         cameras = [
             asyncio.to_thread(self._camera, cam, detector, self._loop, start)
@@ -108,7 +120,7 @@ class EdgeWorker:
             asyncio.create_task(self._tick()),
         ]
         cameras_task = asyncio.create_task(self._all_cameras(cameras))
-        if self.mqtt is not None and not await asyncio.to_thread(self.mqtt.subscribed.wait, 30):
+        if subscribed is not None and not await asyncio.to_thread(subscribed.wait, 30):
             log.error(
                 "event=mqtt_not_subscribed host=%s port=%d: still trying in the background",
                 self.cfg.mqtt.host,
@@ -125,6 +137,8 @@ class EdgeWorker:
         self.stop_threads.set()
         if self.mqtt is not None:
             self.mqtt.stop()  # no message is taken in after this
+        if self.sensors is not None:
+            await asyncio.to_thread(self.sensors.stop)  # its last outputs are handed over
         await cameras_task
         for task in sensor_tasks:
             task.cancel()
@@ -138,6 +152,9 @@ class EdgeWorker:
         if self.feed is not None:
             self.stats.readings = self.feed.readings
             self.stats.rejects = Counter(self.feed.rejects)
+        if self.sensors is not None:
+            self.stats.readings = self.sensors.readings
+            self.stats.rejects = Counter(self.sensors.rejects)
         log.info(
             "event=stopped alerts=%d readings=%d rejects=%s dead_letters=%d camera_errors=%s",
             self.stats.alerts,
@@ -155,31 +172,48 @@ class EdgeWorker:
     # -- sensors -------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes, received_at: datetime) -> None:
-        """On the MQTT thread: the whole sensor path, then hand over what it produced."""
+        """On the MQTT thread (sensor path in this process): all of it, then hand over."""
         assert self.feed is not None
         with self.feed_lock:
             out = self.feed.handle(topic, payload, received_at)
             self.stats.readings = self.feed.readings
         self._hand_over(out)
 
+    def _from_sensors(self, out: FeedOutput) -> None:
+        """On the sensor service's reader thread."""
+        if self.sensors is not None:
+            self.stats.readings = self.sensors.readings
+        self._hand_over(out)
+
     def _hand_over(self, out: FeedOutput) -> None:
+        """From another thread: queue what a message, batch or tick produced, in order.
+
+        One wake-up of the loop per call, however many alerts: every wake-up
+        makes the MQTT thread wait for the GIL again.
+        """
+        if not out.alerts and not out.dead:
+            return
+        alerts = [
+            self.feed.with_chart(item) if self.feed is not None else item.alert
+            for item in out.alerts
+        ]
         loop = self._loop
         assert loop is not None
-        for letter in out.dead:
+        loop.call_soon_threadsafe(self._queue_output, alerts, out.dead)
+
+    def _queue_output(self, alerts: list[Alert], dead: list[DeadLetter]) -> None:
+        for letter in dead:
             self.stats.rejects[letter.reason] += 1
-            loop.call_soon_threadsafe(self._dead.put_nowait, letter)
-        for item in out.alerts:
-            # drawn here, on the thread that already holds the GIL: on another
-            # thread each of the chart's OpenCV calls would wait for it anew
-            alert = self.feed.with_chart(item) if self.feed is not None else item.alert
-            loop.call_soon_threadsafe(self._alerts.put_nowait, alert)
+            self._dead.put_nowait(letter)
+        for alert in alerts:
+            self._alerts.put_nowait(alert)
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             if self.feed is None:
                 continue
-            with self.feed_lock:
+            with self.feed_lock:  # (the rules process ticks by itself)
                 out = self.feed.tick(datetime.now(UTC))
             self._hand_over(out)
 

@@ -112,6 +112,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _edge(cfg: Config, fast: bool) -> int:
     from edge.alert_sink import KafkaAlertSink, ensure_topics
+    from edge.dead_letters import KafkaDeadLetterSink
     from edge.worker import EdgeWorker
 
     stop = asyncio.Event()
@@ -119,7 +120,13 @@ async def _edge(cfg: Config, fast: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await ensure_topics(cfg.kafka)
-    worker = EdgeWorker(cfg, KafkaAlertSink(cfg.kafka), pace="fast" if fast else "realtime")
+    k = cfg.kafka
+    worker = EdgeWorker(
+        cfg,
+        KafkaAlertSink(k),
+        pace="fast" if fast else "realtime",
+        dead_letters=KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions),
+    )
     stats = await worker.run(stop)
     return EXIT_RUNTIME if stats.camera_errors else 0
 

@@ -172,6 +172,12 @@ class NeuronConfig(Section):
         "config file; added to [[devices]]",
     )
     checks: ReadingChecksConfig = Field(default_factory=ReadingChecksConfig)
+    separate_processes: bool = Field(
+        default=True,
+        description="MQTT intake and the sensor rules each in a child process, on their "
+        "own cores and away from the cameras (edge/sensor_process.py); false: in the "
+        "edge worker's process",
+    )
 
     @field_validator("topic")
     @classmethod

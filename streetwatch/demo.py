@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
+from edge.dead_letters import KafkaDeadLetterSink
 from edge.worker import EdgeWorker
 from ingest.topic_layout import TopicLayout
 from ingest.video_file import Pace
@@ -111,7 +112,9 @@ async def _run(
     cfg: Config, pace: Pace, duration: float, stop: asyncio.Event, dispatch: Child, out: TextIO
 ) -> int:
     sink = RecordingSink(KafkaAlertSink(cfg.kafka))
-    edge = EdgeWorker(cfg, sink, pace=pace)
+    k = cfg.kafka
+    dead = KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions)
+    edge = EdgeWorker(cfg, sink, pace=pace, dead_letters=dead)
     stop_edge = asyncio.Event()
     edge_task = asyncio.create_task(edge.run(stop_edge))
     seen_alerts: set[str] = set()
@@ -188,7 +191,11 @@ async def _run(
             file=out,
         )
     if stats.rejects:
-        print(f"rejected sensor messages: {dict(stats.rejects)}", file=out)
+        print(
+            f"rejected sensor messages: {dict(stats.rejects)} "
+            f"(dead letters on {cfg.kafka.sensor_dead_letter_topic})",
+            file=out,
+        )
     if missing:
         print(
             f"{len(missing)} alert(s) not yet on the dispatch topic when the demo stopped", file=out

@@ -76,14 +76,16 @@ def publish(port: int, cases: list[FuzzCase]) -> None:
         client.loop_stop()
 
 
+@pytest.mark.parametrize("separate_processes", [True, False], ids=["processes", "in-worker"])
 async def test_fuzzed_messages_are_dead_lettered_with_their_reason_and_valid_ones_kept(
-    tmp_path: Path, tansu: RunningBroker, mosquitto: RunningBroker
+    tmp_path: Path, tansu: RunningBroker, mosquitto: RunningBroker, separate_processes: bool
 ) -> None:
     run = uuid.uuid4().hex[:8]
     cfg = parse_config({
         "edge": {"box_id": "ws-fuzz", "evidence_dir": str(tmp_path / "evidence")},
         "kafka": {"bootstrap": tansu.address, "sensor_dead_letter_topic": f"dead-{run}"},
         "mqtt": {"port": mosquitto.port, "client_id": f"fuzz-edge-{run}", "session_expiry_s": 0},
+        "neuron": {"separate_processes": separate_processes},
         "device_types": [device_type(name) for name in FUZZ_SPECS],
         "devices": [
             {"device_id": d.device_id, "type": d.device_type, "town": d.town,

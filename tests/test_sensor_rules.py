@@ -6,9 +6,8 @@ import time
 import tomllib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from xml.etree import ElementTree
 
-import cv2
-import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -564,19 +563,25 @@ def test_toml_example_parses() -> None:
 # --- chart -----------------------------------------------------------------
 
 
-def test_readings_chart_is_a_png_with_threshold_lines() -> None:
+def test_readings_chart_is_an_svg_with_the_readings_and_threshold_lines() -> None:
     readings = [reading(s * 30, 0.4 + 0.05 * s) for s in range(12)]
-    png = readings_chart(readings, 0.8, 0.6)
-    assert png.startswith(b"\x89PNG")
-    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    assert img is not None
-    assert img.shape == (200, 480, 3)
-    red = (img[:, :, 2] > 180) & (img[:, :, 1] < 80) & (img[:, :, 0] < 80)
-    assert red.sum() > 200  # the enter line crosses the plot
-    # degenerate inputs still draw
+    svg = ElementTree.fromstring(readings_chart(readings, 0.8, 0.6))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert svg.tag == f"{ns}svg" and svg.get("width") == "480"
+    line = svg.find(f"{ns}polyline")
+    assert line is not None and len(line.get("points", "").split()) == 12
+    levels = svg.findall(f"{ns}line")
+    assert [lv.get("stroke-dasharray") for lv in levels] == [None, "5 5"]  # enter, exit
+    enter_y, exit_y = (float(lv.get("y1", "0")) for lv in levels)
+    assert enter_y < exit_y  # 0.8 is drawn above 0.6
+    ys = [float(p.split(",")[1]) for p in line.get("points", "").split()]
+    assert ys == sorted(ys, reverse=True)  # rising readings go up the picture
+    assert len(svg.findall(f"{ns}circle")) == 12
+    # degenerate inputs still draw a well-formed chart
     for rs in ([], [readings[0]], [reading(0, None, state="alarm")]):
-        assert readings_chart(rs).startswith(b"\x89PNG")
+        ElementTree.fromstring(readings_chart(rs))
     batt = readings_chart(
         [reading(s, battery=50 - s) for s in range(5)], 20, 30, field="battery_pct"
     )
-    assert batt.startswith(b"\x89PNG")
+    batt_line = ElementTree.fromstring(batt).find(f"{ns}polyline")
+    assert batt_line is not None and len(batt_line.get("points", "").split()) == 5
