@@ -226,10 +226,10 @@ async def _latency(cfg: Config, port: int, rate: float, seconds: float) -> list[
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--readings", type=int, default=40000, help="queued readings to drain")
+    p.add_argument("--readings", type=int, default=30000, help="queued readings to drain")
     p.add_argument("--rate", type=float, default=2000.0, help="readings/s for the latency run")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
-    p.add_argument("--repeat", type=int, default=2, help="drains of each; the fastest counts")
+    p.add_argument("--repeat", type=int, default=3, help="drains of each; the fastest counts")
     p.add_argument(
         "--publish", nargs=3, metavar=("PORT", "RATE", "SECONDS"), help=argparse.SUPPRESS
     )

@@ -102,6 +102,7 @@ class CameraWorker:
                 m.full_check_every_s,
                 masks=cam.ignore_masks,
                 zones=[zones[r.zone].polygon for r in cam.rules],
+                regions=m.regions,
             )
             if m.enabled
             else None

@@ -90,6 +90,11 @@ class MotionConfig(Section):
     full_check_every_s: float = Field(
         default=10.0, gt=0, description="Run the detector at least this often, moving or not"
     )
+    regions: bool = Field(
+        default=False,
+        description="Run the detector on a crop around confined motion (finds small, far "
+        "objects better; costs more runs)",
+    )
 
 
 class ClipConfig(Section):

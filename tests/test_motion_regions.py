@@ -56,7 +56,7 @@ def worker(tmp: Path, detector: WhiteSquares) -> CameraWorker:
         "places": [{"place_id": "p"}],
         "cameras": [{
             "camera_id": "cam", "url": "unused", "analysis_fps": 2.0,
-            "motion": {"full_check_every_s": 60.0}, "clip": {"enabled": False},
+            "motion": {"full_check_every_s": 60.0, "regions": True}, "clip": {"enabled": False},
             "zones": [{"zone_id": "z", "place": "p",
                        "polygon": [[0, 0], [640, 0], [640, 360], [0, 360]]}],
             "rules": [{"type": "illegal_parking", "rule_id": "r", "zone": "z", "dwell_s": 600}],

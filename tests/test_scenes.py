@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
 
-def config(tmp: Path, rules: list[dict[str, Any]], motion: bool = True) -> Config:
+def config(
+    tmp: Path, rules: list[dict[str, Any]], motion: bool = True, regions: bool = False
+) -> Config:
     return parse_config(
         {
             "edge": {"evidence_dir": str(tmp / "evidence")},
@@ -33,7 +35,7 @@ def config(tmp: Path, rules: list[dict[str, Any]], motion: bool = True) -> Confi
                     "camera_id": "cam-1",
                     "url": "unused",
                     "analysis_fps": 2.0,
-                    "motion": {"enabled": motion},
+                    "motion": {"enabled": motion, "regions": regions},
                     "zones": [
                         {"zone_id": "bay", "place": "bay", "polygon": scenes.BAY},
                         {"zone_id": "crossing", "place": "crossing", "polygon": scenes.CROSSING},
@@ -45,8 +47,14 @@ def config(tmp: Path, rules: list[dict[str, Any]], motion: bool = True) -> Confi
     )
 
 
-def run(tmp: Path, video: Path, rules: list[dict[str, Any]], motion: bool = True) -> ReplayResult:
-    return replay(config(tmp, rules, motion), video, tmp / "out", start=START)
+def run(
+    tmp: Path,
+    video: Path,
+    rules: list[dict[str, Any]],
+    motion: bool = True,
+    regions: bool = False,
+) -> ReplayResult:
+    return replay(config(tmp, rules, motion, regions), video, tmp / "out", start=START)
 
 
 PARKING = {
@@ -124,9 +132,12 @@ def test_detections_gone_for_four_seconds_still_one_case(tmp_path: Path) -> None
     assert observed[:2] == [10.0, 20.0]  # no new episode after the gap
 
 
-def test_motion_gating_finds_the_same_cases_on_a_fraction_of_frames(tmp_path: Path) -> None:
+@pytest.mark.parametrize("regions", [False, True], ids=["whole-frames", "regions"])
+def test_motion_gating_finds_the_same_cases_on_a_fraction_of_frames(
+    tmp_path: Path, regions: bool
+) -> None:
     video = scenes.static_scene(tmp_path / "static.avi")
-    gated = run(tmp_path / "gated", video, [PARKING, CROWD])
+    gated = run(tmp_path / "gated", video, [PARKING, CROWD], regions=regions)
     full = run(tmp_path / "full", video, [PARKING, CROWD], motion=False)
     assert full.detector_runs == full.analysed == 120
 
@@ -137,9 +148,10 @@ def test_motion_gating_finds_the_same_cases_on_a_fraction_of_frames(tmp_path: Pa
     share = gated.detector_runs / gated.analysed
     print(
         f"motion gating: detector ran on {gated.detector_runs}/{gated.analysed} frames "
-        f"({share:.0%})"
+        f"({share:.0%}, {gated.region_runs} on a region)"
     )
     assert share < 0.4
+    assert (gated.region_runs > 0) is regions
 
 
 def test_standing_crowd_is_one_case_after_dwell_walkers_are_not(tmp_path: Path) -> None:

@@ -86,7 +86,9 @@ def test_motion_outside_every_zone_does_not_wake_the_detector() -> None:
 
 
 def test_motion_in_a_corner_runs_the_detector_on_a_square_region_around_it() -> None:
-    gate = MotionGate(width=160, threshold=25, min_area=0.0005, full_check_every_s=60.0)
+    gate = MotionGate(
+        width=160, threshold=25, min_area=0.0005, full_check_every_s=60.0, regions=True
+    )
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
     assert gate.decide(frame(), t0).whole_frame  # first frame: whole
     decision = gate.decide(frame(square=(500, 250)), t0 + timedelta(seconds=1))
@@ -99,7 +101,9 @@ def test_motion_in_a_corner_runs_the_detector_on_a_square_region_around_it() -> 
 
 
 def test_motion_spread_wide_runs_the_whole_frame() -> None:
-    gate = MotionGate(width=160, threshold=25, min_area=0.0005, full_check_every_s=60.0)
+    gate = MotionGate(
+        width=160, threshold=25, min_area=0.0005, full_check_every_s=60.0, regions=True
+    )
     t0 = datetime(2026, 11, 20, tzinfo=UTC)
     gate.decide(frame(), t0)
     two = frame(square=(10, 10))

@@ -99,3 +99,38 @@ def test_readings_go_through_both_processes_and_a_killed_child_is_replaced(
         service.stop()
     assert service._intake is not None and not service._intake.is_alive()
     assert service._rules is not None and not service._rules.is_alive()
+
+
+def test_a_hovering_reading_is_one_alert_and_a_silent_device_goes_offline_once(
+    tmp_path: Path, mosquitto: RunningBroker
+) -> None:
+    cfg = config(tmp_path, mosquitto.port)
+    hb = cfg.device_types[0].model_copy(update={"heartbeat_s": 2.0})
+    cfg = cfg.model_copy(update={"device_types": [hb]})
+    got = Collected()
+    service = SensorService(
+        cfg, tmp_path, cfg.mqtt.client_id, got, started_at=datetime.now(UTC), tick_s=0.2
+    )
+    service.start()
+    try:
+        assert service.subscribed.wait(30)
+        # 100 readings alternating just above and just below the alarm level
+        publish(mosquitto.port, [0.51 if i % 2 else 0.49 for i in range(100)], 0)
+        wait_for(lambda: service.readings == 100)
+        time.sleep(0.5)
+        high = [a for a in got.alerts if a.category == "water_level_high"]
+        assert [a.phase for a in high] == [AlertPhase.RAISED]  # one alert, not fifty
+        # then silence: offline once, after the 2 s heartbeat window
+        silent_from = time.monotonic()
+        wait_for(lambda: any(a.category == "device_offline" for a in got.alerts), 10)
+        assert time.monotonic() - silent_from >= 1.0
+        time.sleep(1.5)
+        offline = [a for a in got.alerts if a.category == "device_offline"]
+        assert [a.phase for a in offline] == [AlertPhase.RAISED]
+        # the device reports again: one recovery
+        publish(mosquitto.port, [0.2], 200)
+        wait_for(lambda: len([a for a in got.alerts if a.category == "device_offline"]) == 2)
+        offline = [a for a in got.alerts if a.category == "device_offline"]
+        assert [a.phase for a in offline] == [AlertPhase.RAISED, AlertPhase.CLEARED]
+    finally:
+        service.stop()
