@@ -48,11 +48,13 @@ def describe(event: CaseEvent) -> str:
         evidence = f"evidence {c.evidence[-1].path}"
     elif c.readings:
         r = c.readings[-1]
-        evidence = f"reading {r.value:g}{r.unit} from {r.device_id}"
+        shown = f"{r.value:g}{r.unit}" if r.value is not None else (r.state or "a message")
+        evidence = f"reading {shown} from {r.device_id}"
     else:
         evidence = "no evidence"
+    cleared = f"  cleared {local_time(c.cleared_at)}" if c.cleared_at is not None else ""
     return (
         f"case {event.type:<7} v{event.version:<3} {c.case_id}  {c.category:<18} "
         f"@ {c.place.place_id} ({c.place.name})  first {local_time(c.first_seen)}  "
-        f"last {local_time(c.last_seen)}  count {c.alert_count}  {evidence}"
+        f"last {local_time(c.last_seen)}  count {c.alert_count}{cleared}  {evidence}"
     )
