@@ -10,15 +10,13 @@ backoff, holding the caller back rather than dropping the alert.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
+from edge.kafka_io import create_topics, reliable_producer, start_producer
 from streetwatch.config import KafkaConfig
 from streetwatch.records import Alert
 
@@ -35,52 +33,19 @@ class AlertSink(Protocol):
 
 async def ensure_topics(cfg: KafkaConfig, attempts: int = 30) -> None:
     """Create the alerts and dispatch topics if they do not exist yet."""
-    for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap)
-        try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            wanted = [
-                NewTopic(name, num_partitions=cfg.partitions, replication_factor=1)
-                for name in (cfg.alerts_topic, cfg.dispatch_topic)
-                if name not in existing
-            ]
-            if wanted:
-                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                    await admin.create_topics(wanted)
-            return
-        except KafkaError as exc:
-            if attempt == attempts:
-                raise
-            log.warning("kafka %s not ready (%s), retrying", cfg.bootstrap, exc)
-            await asyncio.sleep(min(5.0, 0.2 * attempt))
-        finally:
-            await admin.close()
+    await create_topics(
+        cfg.bootstrap, (cfg.alerts_topic, cfg.dispatch_topic), cfg.partitions, attempts
+    )
 
 
 class KafkaAlertSink:
     def __init__(self, cfg: KafkaConfig) -> None:
         self.cfg = cfg
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=cfg.bootstrap,
-            acks="all",
-            linger_ms=5,
-            request_timeout_ms=15000,
-        )
+        self.producer = reliable_producer(cfg.bootstrap)
         self.sent = 0
 
     async def start(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.producer.start()
-                return
-            except KafkaError as exc:
-                log.warning(
-                    "kafka %s unreachable (%s); retrying in %.1fs", self.cfg.bootstrap, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await start_producer(self.producer, self.cfg.bootstrap)
 
     async def publish(self, alert: Alert) -> None:
         delay = 0.5

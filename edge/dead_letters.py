@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
+from edge.kafka_io import create_topics, reliable_producer, start_producer
 from ingest.sensor_payload import BadReading
 from streetwatch.records import DeadLetter
 
@@ -93,23 +91,7 @@ class DeadLetters:
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int = 1, attempts: int = 30) -> None:
     """Create the dead-letter topic if it does not exist yet."""
-    for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        try:
-            await admin.start()
-            if topic not in set(await admin.list_topics()):
-                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                    await admin.create_topics(
-                        [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
-                    )
-            return
-        except KafkaError as exc:
-            if attempt == attempts:
-                raise
-            log.warning("kafka %s not ready (%s), retrying", bootstrap, exc)
-            await asyncio.sleep(min(5.0, 0.2 * attempt))
-        finally:
-            await admin.close()
+    await create_topics(bootstrap, (topic,), partitions, attempts)
 
 
 class KafkaDeadLetterSink:
@@ -130,28 +112,13 @@ class KafkaDeadLetterSink:
         self.topic = topic
         self.partitions = partitions
         self.max_pending = max_pending
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            linger_ms=5,
-            request_timeout_ms=15000,
-        )
+        self.producer = reliable_producer(bootstrap)
         self.sent = 0  # acknowledged by the broker
         self._pending: deque[tuple[DeadLetter, asyncio.Future[object]]] = deque()
 
     async def start(self) -> None:
         await ensure_topic(self.bootstrap, self.topic, self.partitions)
-        delay = 0.5
-        while True:
-            try:
-                await self.producer.start()
-                return
-            except KafkaError as exc:
-                log.warning(
-                    "kafka %s unreachable (%s); retrying in %.1fs", self.bootstrap, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await start_producer(self.producer, self.bootstrap)
 
     async def send(self, letter: DeadLetter) -> None:
         while self._pending and (

@@ -117,8 +117,9 @@ class EdgeWorker:
         sensor_tasks = [
             asyncio.create_task(self._send_alerts()),
             asyncio.create_task(self._send_dead_letters()),
-            asyncio.create_task(self._tick()),
         ]
+        if self.feed is not None:  # (the rules process lets time pass by itself)
+            sensor_tasks.append(asyncio.create_task(self._tick()))
         cameras_task = asyncio.create_task(self._all_cameras(cameras))
         if subscribed is not None and not await asyncio.to_thread(subscribed.wait, 30):
             log.error(
@@ -209,11 +210,10 @@ class EdgeWorker:
             self._alerts.put_nowait(alert)
 
     async def _tick(self) -> None:
+        assert self.feed is not None
         while True:
             await asyncio.sleep(TICK_S)
-            if self.feed is None:
-                continue
-            with self.feed_lock:  # (the rules process ticks by itself)
+            with self.feed_lock:
                 out = self.feed.tick(datetime.now(UTC))
             self._hand_over(out)
 

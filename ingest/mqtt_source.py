@@ -47,8 +47,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.mqtt_config import MqttConfig
-from ingest.sensor_payload import BadReading, parse_reading
-from streetwatch.records import SensorReading
 
 log = logging.getLogger(__name__)
 
@@ -263,31 +261,3 @@ class MqttSource:
         finally:
             if msg.qos > 0:
                 client.ack(msg.mid, msg.qos)
-
-
-class MqttReadings(MqttSource):
-    """Compatibility wrapper: parses each message with :func:`parse_reading`.
-
-    ``on_reading`` gets each good reading, ``on_reject`` each
-    :class:`BadReading` with its topic. New code should use
-    :class:`MqttSource` with its own parsing, checks and dead letters.
-    """
-
-    def __init__(
-        self,
-        cfg: MqttConfig,
-        client_id: str,
-        on_reading: Callable[[SensorReading], None],
-        on_reject: Callable[[BadReading, str], None],
-    ) -> None:
-        super().__init__(cfg, client_id, self._parse)
-        self.on_reading = on_reading
-        self.on_reject = on_reject
-
-    def _parse(self, topic: str, payload: bytes, received_at: datetime) -> None:
-        try:
-            reading = parse_reading(topic, payload, received_at, self.cfg.max_payload_bytes)
-        except BadReading as bad:
-            self.on_reject(bad, topic)
-            return
-        self.on_reading(reading)

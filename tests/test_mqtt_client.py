@@ -24,10 +24,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from ingest.mqtt_config import MqttConfig, MqttTlsConfig
-from ingest.mqtt_source import MqttReadings, MqttSource
-from ingest.sensor_payload import BadReading, RejectReason
+from ingest.mqtt_source import MqttSource
 from streetwatch.brokers import RunningBroker
-from streetwatch.records import SensorReading
 from tests.mqtt_tls import TlsFiles, make_certs
 from tests.secure_mosquitto import start_secure_mosquitto
 
@@ -407,28 +405,3 @@ def test_callback_error_is_counted_and_later_messages_flow(
     pub.close()
     assert sorted(inbox.seqs) == list(range(1, 10))
     assert source.stats.callback_errors == 1 and source.stats.messages == 10
-
-
-def test_parsing_wrapper_hands_on_readings_and_rejects(
-    mosquitto: RunningBroker, sources: list[MqttSource]
-) -> None:
-    readings: list[SensorReading] = []
-    rejects: list[tuple[RejectReason, str]] = []
-    done = threading.Event()
-
-    def on_reject(bad: BadReading, topic: str) -> None:
-        rejects.append((bad.reason, topic))
-        done.set()
-
-    cfg = MqttConfig(port=mosquitto.port, client_id="test-readings", session_expiry_s=0)
-    source = MqttReadings(cfg, "unused", readings.append, on_reject)
-    sources.append(source)
-    source.start()
-    assert source.subscribed.wait(TIMEOUT)
-    pub = Publisher(mosquitto.port, None, client_id="test-readings-publisher")
-    pub.publish(3)
-    pub.publish(4, b"{not json")
-    assert done.wait(TIMEOUT)
-    pub.close()
-    assert [(r.device_id, r.seq, r.value) for r in readings] == [("dev-3", 3, 0.03)]
-    assert rejects == [(RejectReason.NOT_JSON, "neuron/town-a/water_level/dev-4/up")]

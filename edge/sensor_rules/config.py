@@ -168,6 +168,16 @@ def _battery() -> LowBatteryConfig:
     return LowBatteryConfig(type="low_battery")
 
 
+def _tamper(*clear_on: str) -> StateConfig:
+    return StateConfig(
+        type="state",
+        rule_id="tamper",
+        category="device_tamper",
+        raise_on=["tamper"],
+        clear_on=list(clear_on),
+    )
+
+
 def _flapping() -> FlappingConfig:
     return FlappingConfig(max_changes=4, window_s=600.0, quiet_s=600.0)
 
@@ -184,13 +194,7 @@ def _types() -> Iterator[DeviceTypeConfig]:
                 raise_on=["alarm", "smoke", "fire"],
                 clear_on=["normal"],
             ),
-            StateConfig(
-                type="state",
-                rule_id="tamper",
-                category="device_tamper",
-                raise_on=["tamper"],
-                clear_on=["normal"],
-            ),
+            _tamper("normal"),
             _battery(),
         ],
     )
@@ -239,13 +243,7 @@ def _types() -> Iterator[DeviceTypeConfig]:
                 exit=5.0,
                 n_of_m=[2, 3],
             ),
-            StateConfig(
-                type="state",
-                rule_id="tamper",
-                category="device_tamper",
-                raise_on=["tamper"],
-                clear_on=["normal", "closed"],
-            ),
+            _tamper("normal", "closed"),
             _battery(),
         ],
     )
@@ -277,13 +275,7 @@ def _types() -> Iterator[DeviceTypeConfig]:
                 clear_on=["closed"],
                 for_s=600.0,
             ),
-            StateConfig(
-                type="state",
-                rule_id="tamper",
-                category="device_tamper",
-                raise_on=["tamper"],
-                clear_on=["normal", "closed"],
-            ),
+            _tamper("normal", "closed"),
             _battery(),
         ],
     )
