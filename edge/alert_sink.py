@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from edge.kafka_io import create_topics, reliable_producer, start_producer
 from streetwatch.config import KafkaConfig
 from streetwatch.records import Alert
+from streetwatch.sites import SiteMap
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,21 @@ class AlertSink(Protocol):
 
 
 async def ensure_topics(cfg: KafkaConfig, attempts: int = 30) -> None:
-    """Create the alerts and dispatch topics if they do not exist yet."""
+    """Create the alerts, dispatch and status topics if they do not exist yet."""
     await create_topics(
-        cfg.bootstrap, (cfg.alerts_topic, cfg.dispatch_topic), cfg.partitions, attempts
+        cfg.bootstrap,
+        (cfg.alerts_topic, cfg.dispatch_topic, cfg.status_topic),
+        cfg.partitions,
+        attempts,
     )
 
 
 class KafkaAlertSink:
-    def __init__(self, cfg: KafkaConfig) -> None:
+    """Publishes alerts keyed by site, so one site's alerts share a partition."""
+
+    def __init__(self, cfg: KafkaConfig, sites: SiteMap | None = None) -> None:
         self.cfg = cfg
+        self.sites = sites or SiteMap(())
         self.producer = reliable_producer(cfg.bootstrap)
         self.sent = 0
 
@@ -54,7 +61,7 @@ class KafkaAlertSink:
                 await self.producer.send_and_wait(
                     self.cfg.alerts_topic,
                     value=alert.to_json_bytes(),
-                    key=alert.place.place_id.encode("utf-8"),
+                    key=self.sites.site_of(alert.place).encode("utf-8"),
                 )
                 self.sent += 1
                 return

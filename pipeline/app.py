@@ -1,34 +1,54 @@
-"""The dispatch worker: a faust app that folds alerts into cases.
+"""The dispatch worker: a faust app that turns alerts into cases.
 
-Alerts arrive on the alerts topic keyed by place; the ``cases`` table, keyed
-by (category, place), holds each open case. For every alert the agent
-publishes the resulting case event on the dispatch topic (keyed by case id)
-*before* it updates the table, so a crash in between re-delivers the alert,
-which yields the same event again (same ``event_id``) rather than losing it.
-Correctness never depends on replaying the table's changelog to its exact
-end: ids are deterministic and consumers dedupe on ``event_id``.
+- ``fold_alerts`` takes alerts (keyed by site) in batches, folds them with
+  the :class:`~pipeline.case_engine.CaseEngine`, and publishes the committed
+  case events on the dispatch topic as CloudEvents, keyed by case id.
+- ``move_cases`` takes :class:`StatusUpdate`s from the dispatch system.
+- A timer emits SLA warnings and publishes any committed event a dead worker
+  left unpublished.
+
+The case store is the state, not a faust table: each batch is committed to
+the store before it is published, and faust commits the input offsets only
+after the batch was handled. A crash anywhere re-delivers input that then
+changes nothing (sources remember what they sent, updates their ids), and
+the outbox holds what was committed but not yet published. So correctness
+never depends on replaying a changelog to its exact end, and several workers
+can share the partitions (a rebalance just moves whose batches they are).
 
 ``create_app`` builds a fresh app per call: nothing happens at import time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
 from pydantic import ValidationError
 
-from pipeline.dedup import case_key, fold
+from pipeline.case_engine import CaseEngine, Clock, utc_now
+from pipeline.cloudevents import case_event_bytes
+from pipeline.store import open_store
 from streetwatch.config import Config
-from streetwatch.records import Alert, Case
+from streetwatch.records import Alert, CaseEvent, CaseEventType, StatusUpdate
 
 log = logging.getLogger("streetwatch.dispatch")
 
+BATCH = 2000
+BATCH_WITHIN_S = 0.05
+TICK_S = 1.0
+REPUBLISH_AFTER_S = 10.0
 
-def create_app(cfg: Config) -> faust.App:
+
+def _problem(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+
+
+def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
     kafka, disp = cfg.kafka, cfg.dispatch
     app = faust.App(
         disp.app_id,
@@ -42,46 +62,112 @@ def create_app(cfg: Config) -> faust.App:
         broker_heartbeat_interval=max(1.0, disp.session_timeout_s / 6),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # case events are 2-8 KiB: batches of 16 KiB (the default) would carry a
+        # handful each; a short linger lets one request carry a folded batch
+        producer_max_batch_size=512 * 1024,
+        producer_linger=0.005,
+        stream_buffer_maxsize=4 * BATCH,
+        broker_max_poll_records=BATCH,
+        consumer_max_fetch_size=8 * 1024 * 1024,
     )
-    alerts = app.topic(
-        kafka.alerts_topic,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=kafka.partitions,
-    )
-    dispatch = app.topic(
-        kafka.dispatch_topic,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=kafka.partitions,
-    )
+
+    def topic(name: str) -> Any:
+        return app.topic(
+            name, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions
+        )
+
+    alerts, status = topic(kafka.alerts_topic), topic(kafka.status_topic)
     dead = app.topic(kafka.dead_letter_topic, key_serializer="raw", value_serializer="raw")
-    cases = app.Table("cases", default=None, partitions=kafka.partitions)
+    store = open_store(cfg.store.url)
+    engine = CaseEngine.from_config(cfg, store, clock)
+    source = f"streetwatch/{disp.app_id}"
+    lock = asyncio.Lock()  # one read-fold-commit at a time in this worker
+
+    acks: set[asyncio.Task[None]] = set()
+
+    async def publish(events: Sequence[CaseEvent]) -> None:
+        """Hand the events to the producer; mark them published once acknowledged.
+
+        The next batch does not wait for these acknowledgements: the events are
+        in the store's outbox already, and the timer republishes any that a
+        failure left unacknowledged. Order per case holds: one producer, and
+        each case's events go to one partition in the order they were sent.
+        """
+        if not events:
+            return
+        # straight to the producer: faust's per-message channel machinery cost more
+        # than folding the alert
+        producer = app.producer
+        futures = [
+            await producer.send(
+                kafka.dispatch_topic,
+                e.case_id.encode(),
+                case_event_bytes(e, source),
+                partition=None,
+                timestamp=None,
+                headers=None,
+            )
+            for e in events
+        ]
+        task = asyncio.create_task(acknowledged(futures, [e.event_id for e in events]))
+        acks.add(task)
+        task.add_done_callback(acks.discard)
+        opened = sum(e.type is CaseEventType.OPENED for e in events)
+        log.info("event=cases_published events=%d opened=%d", len(events), opened)
+        for e in events:
+            log.debug("event=case_%s case=%s version=%d", e.type, e.case_id, e.version)
+
+    async def acknowledged(futures: Sequence[Awaitable[object]], ids: list[str]) -> None:
+        try:
+            await asyncio.gather(*futures)
+        except Exception as exc:  # the outbox keeps them; the timer sends them again
+            log.warning("event=publish_failed events=%d error=%s", len(ids), exc)
+            return
+        store.mark_published(ids)
+
+    async def reject(key: bytes | None, value: bytes, reason: str) -> None:
+        log.error("event=input_rejected key=%r reason=%s", key, reason)
+        await dead.send(key=key, value=value, headers={"reason": reason.encode()})
 
     @app.agent(alerts)
     async def fold_alerts(stream: Any) -> None:
-        async for key, value in stream.items():
-            try:
-                alert = Alert.model_validate_json(value)
-            except ValidationError as exc:
-                reason = f"invalid alert: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-                log.error("event=alert_rejected key=%r reason=%s", key, reason)
-                await dead.send(key=key, value=value, headers={"reason": reason.encode()})
-                continue
-            k = case_key(alert.category, alert.place.place_id)
-            stored = cases.get(k)
-            current = Case.model_validate(stored) if stored is not None else None
-            event = fold(current, alert, datetime.now(UTC))
-            if event is None:
-                log.info(
-                    "event=alert_duplicate alert=%s case=%s",
-                    alert.alert_id,
-                    current and current.case_id,
-                )
-                continue
-            await dispatch.send(key=event.case_id.encode(), value=event.to_json_bytes())
-            cases[k] = event.case.model_dump(mode="json")
-            log.info("event=case_%s case=%s version=%d", event.type, event.case_id, event.version)
+        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            good: list[Alert] = []
+            for event in batch:
+                try:
+                    good.append(Alert.model_validate_json(event.value))
+                except ValidationError as exc:
+                    await reject(event.key, event.value, f"invalid alert: {_problem(exc)}")
+            async with lock:
+                committed = engine.on_alerts(good)
+                await publish(committed)
+
+    @app.agent(status)
+    async def move_cases(stream: Any) -> None:
+        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            good: list[StatusUpdate] = []
+            for event in batch:
+                try:
+                    good.append(StatusUpdate.model_validate_json(event.value))
+                except ValidationError as exc:
+                    await reject(event.key, event.value, f"invalid status update: {_problem(exc)}")
+            async with lock:
+                committed, rejected = engine.on_updates(good)
+                await publish(committed)
+            for r in rejected:
+                await reject(r.update.case_id.encode(), r.update.to_json_bytes(), r.detail)
+
+    async def keep_time() -> None:
+        """SLA warnings due now, and events a failure left unpublished."""
+        async with lock:
+            await publish(engine.tick())
+            await publish(engine.unpublished(REPUBLISH_AFTER_S))
+
+    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        engine.forget()  # heads cached for partitions another worker may own now
+
+    app.timer(TICK_S)(keep_time)
+    app.on_partitions_revoked.connect(on_revoked)
 
     return app
 

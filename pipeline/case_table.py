@@ -1,26 +1,27 @@
 """An in-process case table: the dispatch worker's folding without Kafka.
 
 Used by ``streetwatch replay`` to turn recorded footage into cases on the
-spot, with exactly the logic of the dispatch worker (:func:`pipeline.dedup.fold`).
+spot, with exactly the engine of the dispatch worker
+(:class:`pipeline.case_engine.CaseEngine`) over an in-memory SQLite store.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from pipeline.dedup import case_key, fold
+from pipeline.case_engine import CaseEngine
+from pipeline.store import open_store
+from streetwatch.config import Config
 from streetwatch.records import Alert, Case, CaseEvent
 
 
 class CaseTable:
-    def __init__(self) -> None:
-        self.cases: dict[str, Case] = {}
+    def __init__(self, cfg: Config | None = None) -> None:
+        self.engine = CaseEngine.from_config(cfg or Config(), open_store("sqlite://:memory:"))
+        self.cases: dict[str, Case] = {}  # case key -> newest case
         self.events: list[CaseEvent] = []
 
     def add(self, alert: Alert) -> CaseEvent | None:
-        key = case_key(alert.category, alert.place.place_id)
-        event = fold(self.cases.get(key), alert, datetime.now(UTC))
-        if event is not None:
-            self.cases[key] = event.case
-            self.events.append(event)
-        return event
+        events = self.engine.on_alerts([alert])
+        for event in events:
+            self.cases[event.case.case_key] = event.case
+        self.events.extend(events)
+        return events[-1] if events else None

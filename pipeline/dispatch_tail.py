@@ -8,9 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer
-from pydantic import ValidationError
 
 from edge.snapshot import local_time
+from pipeline.cloudevents import EnvelopeError, parse_case_event
 from streetwatch.config import KafkaConfig
 from streetwatch.records import CaseEvent
 
@@ -35,8 +35,8 @@ async def case_events(
             for records in batches.values():
                 for rec in records:
                     try:
-                        yield rec.value, CaseEvent.model_validate_json(rec.value)
-                    except ValidationError as exc:
+                        yield rec.value, parse_case_event(rec.value)
+                    except EnvelopeError as exc:
                         log.error("unreadable case event at offset %d: %s", rec.offset, exc)
     finally:
         await consumer.stop()
@@ -53,8 +53,10 @@ def describe(event: CaseEvent) -> str:
     else:
         evidence = "no evidence"
     cleared = f"  cleared {local_time(c.cleared_at)}" if c.cleared_at is not None else ""
+    route = f"  -> {c.route.owner} (urgency {c.route.urgency})" if c.route else ""
+    sla = f" {event.stage}" if event.stage else ""
     return (
-        f"case {event.type:<7} v{event.version:<3} {c.case_id}  {c.category:<18} "
-        f"@ {c.place.place_id} ({c.place.name})  first {local_time(c.first_seen)}  "
+        f"case {event.type:<14}{sla} v{event.version:<3} {c.case_id}  {c.category:<18} "
+        f"@ {c.site_id} ({c.place.name})  {c.status}{route}  first {local_time(c.first_seen)}  "
         f"last {local_time(c.last_seen)}  count {c.alert_count}{cleared}  {evidence}"
     )

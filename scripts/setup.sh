@@ -7,7 +7,8 @@
 #   demo: mosquitto (MQTT broker), opencv-doc (the demo video vtest.avi)
 #   test: + a GStreamer RTSP server (python3-gi, gst-rtsp-server and plugins)
 #         for the camera-stream tests, chromium to prove evidence clips play,
-#         openssl to make the MQTT TLS tests' throw-away certificates
+#         openssl to make the MQTT TLS tests' throw-away certificates,
+#         postgresql for the case store tests (a throw-away server per session)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,8 @@ case "$mode" in demo | test) ;; *) echo "usage: $0 demo|test" >&2; exit 2 ;; esa
 APT_PACKAGES=(mosquitto opencv-doc)
 if [ "$mode" = test ]; then
   APT_PACKAGES+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
-    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openssl)
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openssl
+    postgresql)
 fi
 # The test photo bus.jpg ships inside the ultralytics wheel; only the image
 # is taken from it (ultralytics itself is not installed).

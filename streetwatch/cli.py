@@ -13,11 +13,14 @@ import importlib.resources
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from streetwatch.config import Config, ConfigError, device_registry, load_config
+from streetwatch.records import CaseStatus, StatusUpdate
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -47,6 +50,13 @@ def _setup_logging(level: str, logfile: Path | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _aware(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. {text}+08:00")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streetwatch", description=__doc__.splitlines()[0] if __doc__ else None
@@ -73,6 +83,24 @@ def _parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("dispatch", help="run the dispatch worker: alerts to case events")
     w.add_argument("--config", type=Path, required=True)
+
+    o = sub.add_parser("open311", help="bridge case events to a GeoReport v2 (Open311) server")
+    o.add_argument("--config", type=Path, required=True)
+
+    st = sub.add_parser("status", help="move a case: publish a status update on the status topic")
+    st.add_argument("case_id")
+    st.add_argument("status", choices=[s.value for s in CaseStatus])
+    st.add_argument("--config", type=Path, required=True)
+    st.add_argument("--by", default="", help="department or person")
+    st.add_argument("--note", default="")
+    st.add_argument("--merged-into", help="target case, for status merged")
+
+    rep = sub.add_parser("report", help="reports from the case store: hotspots, SLA")
+    rep.add_argument("kind", choices=["hotspots", "sla"])
+    rep.add_argument("--config", type=Path, required=True)
+    rep.add_argument("--since", type=_aware, help="start (ISO 8601 with zone; default 30 days ago)")
+    rep.add_argument("--until", type=_aware, help="end (default now)")
+    rep.add_argument("--csv", type=Path, help="also write the table as CSV here")
 
     t = sub.add_parser("tail", help="print case events from the dispatch topic")
     t.add_argument("--config", type=Path, required=True)
@@ -114,6 +142,7 @@ async def _edge(cfg: Config, fast: bool) -> int:
     from edge.alert_sink import KafkaAlertSink, ensure_topics
     from edge.dead_letters import KafkaDeadLetterSink
     from edge.worker import EdgeWorker
+    from streetwatch.sites import site_map
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -123,7 +152,7 @@ async def _edge(cfg: Config, fast: bool) -> int:
     k = cfg.kafka
     worker = EdgeWorker(
         cfg,
-        KafkaAlertSink(k),
+        KafkaAlertSink(k, site_map(cfg)),
         pace="fast" if fast else "realtime",
         dead_letters=KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions),
     )
@@ -140,6 +169,49 @@ async def _tail(cfg: Config, raw: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     async for data, event in case_events(cfg.kafka, stop):
         print(data.decode() if raw else describe(event), flush=True)
+    return 0
+
+
+async def _open311(cfg: Config) -> int:
+    from pipeline.open311_bridge import run_bridge
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_bridge(cfg, stop)
+    return 0
+
+
+async def _status(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.status_topic import publish_update
+
+    update = StatusUpdate(
+        update_id=f"cli-{uuid.uuid4().hex}",
+        case_id=args.case_id,
+        status=CaseStatus(args.status),
+        at=datetime.now(UTC),
+        by=args.by,
+        note=args.note,
+        merged_into=args.merged_into,
+    )
+    await publish_update(cfg.kafka, update)
+    print(f"{update.update_id}: {update.case_id} -> {update.status}")
+    return 0
+
+
+def _report(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.reports import run_report
+    from pipeline.store import open_store
+
+    now = datetime.now(ZoneInfo(cfg.sla.timezone))  # tables show the town's time
+    until = args.until or now
+    since = args.since or until - timedelta(days=30)
+    store = open_store(cfg.store.url)
+    try:
+        print(run_report(args.kind, store, since, until, now, args.csv))
+    finally:
+        store.close()
     return 0
 
 
@@ -168,6 +240,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from detectors.model_file import ModelFileError
     from ingest.frames import SourceError
+    from pipeline.store import StoreError
     from streetwatch.brokers import BrokerUnavailable
 
     try:
@@ -207,10 +280,16 @@ def _run(args: argparse.Namespace) -> int:
 
             run_worker(cfg, loglevel=args.log_level)
             return 0
+        if args.command == "open311":
+            return asyncio.run(_open311(cfg))
+        if args.command == "status":
+            return asyncio.run(_status(cfg, args))
+        if args.command == "report":
+            return _report(cfg, args)
     except ConfigError as exc:
         print(f"streetwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (ModelFileError, SourceError, BrokerUnavailable) as exc:
+    except (ModelFileError, SourceError, BrokerUnavailable, StoreError) as exc:
         print(f"streetwatch: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     raise AssertionError(f"unhandled command {args.command}")

@@ -43,6 +43,14 @@ from ingest.reading_checks import ReadingChecksConfig
 from ingest.topic_layout import DEFAULT_TOPIC_TEMPLATE, TopicLayout
 from streetwatch.config_base import ConfigError as ConfigError
 from streetwatch.config_base import Point, Problem, Section
+from streetwatch.config_cases import (
+    DedupConfig,
+    Open311Config,
+    PlaceGroupConfig,
+    RoutingConfig,
+    SlaConfig,
+    StoreConfig,
+)
 from streetwatch.records import GridRef, Place, Slug
 
 
@@ -208,6 +216,10 @@ class KafkaConfig(Section):
     dead_letter_topic: str = Field(
         default="streetwatch.alerts.dead", description="Alerts the dispatch worker cannot read"
     )
+    status_topic: str = Field(
+        default="streetwatch.case-status",
+        description="Status updates from the dispatch system (StatusUpdate JSON)",
+    )
     sensor_dead_letter_topic: str = Field(
         default="streetwatch.sensors.dead",
         description="Sensor messages the edge cannot use, with the reason, keyed by reason",
@@ -248,6 +260,12 @@ class Config(Section):
         description="Device types, added to the built-in ones or replacing one by name",
     )
     devices: list[DeviceConfig] = Field(default_factory=list)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    place_groups: list[PlaceGroupConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    open311: Open311Config = Field(default_factory=Open311Config)
 
     def place(self, place_id: str) -> Place:
         for p in self.places:

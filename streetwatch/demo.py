@@ -27,11 +27,13 @@ from edge.worker import EdgeWorker
 from ingest.topic_layout import TopicLayout
 from ingest.video_file import Pace
 from pipeline.dispatch_tail import case_events, describe
+from pipeline.status_topic import publish_update
 from streetwatch.brokers import start_mosquitto, start_tansu
 from streetwatch.config import Config
 from streetwatch.processes import Child
-from streetwatch.records import CaseEvent
+from streetwatch.records import CaseEvent, CaseEventType, CaseStatus, StatusUpdate
 from streetwatch.sensor_simulator import simulate
+from streetwatch.sites import site_map
 
 log = logging.getLogger("streetwatch.demo")
 
@@ -48,6 +50,7 @@ def _with_brokers(cfg: Config, kafka: str, mqtt_port: int, run_dir: Path) -> Con
             "dispatch": cfg.dispatch.model_copy(
                 update={"datadir": str(run_dir / "dispatch"), "session_timeout_s": 6.0}
             ),
+            "store": cfg.store.model_copy(update={"url": f"sqlite:///{run_dir / 'cases.db'}"}),
         }
     )
 
@@ -111,7 +114,7 @@ async def run_demo(
 async def _run(
     cfg: Config, pace: Pace, duration: float, stop: asyncio.Event, dispatch: Child, out: TextIO
 ) -> int:
-    sink = RecordingSink(KafkaAlertSink(cfg.kafka))
+    sink = RecordingSink(KafkaAlertSink(cfg.kafka, site_map(cfg)))
     k = cfg.kafka
     dead = KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions)
     edge = EdgeWorker(cfg, sink, pace=pace, dead_letters=dead)
@@ -124,10 +127,13 @@ async def _run(
     async def tail() -> None:
         nonlocal last_event
         async for _raw, event in case_events(cfg.kafka, stop):
-            seen_alerts.add(event.alert_id)
+            seen_alerts.add(event.cause_id)
             cases[event.case_id] = event
             last_event = time.monotonic()
             print(describe(event), file=out, flush=True)
+            if event.type is CaseEventType.OPENED:
+                # play the dispatch system: send each new case to its owner
+                await publish_update(cfg.kafka, _dispatched(event))
 
     tail_task = asyncio.create_task(tail())
     await edge.ready.wait()
@@ -185,9 +191,10 @@ async def _run(
     )
     for e in sorted(cases.values(), key=lambda e: e.case.first_seen):
         c = e.case
+        owner = f"{c.route.owner}, urgency {c.route.urgency}" if c.route else "no route"
         print(
-            f"  {c.case_id} {c.category} @ {c.place.place_id}: {c.alert_count} alert(s), "
-            f"v{c.version}, {len(c.evidence)} evidence file(s)",
+            f"  {c.case_id} {c.category} @ {c.site_id}: {c.alert_count} alert(s), "
+            f"v{c.version}, {len(c.evidence)} evidence file(s); {c.status} ({owner})",
             file=out,
         )
     if stats.rejects:
@@ -202,6 +209,18 @@ async def _run(
         )
     out.flush()
     return status
+
+
+def _dispatched(event: CaseEvent) -> StatusUpdate:
+    owner = event.case.route.owner if event.case.route else ""
+    return StatusUpdate(
+        update_id=f"demo-dispatch-{event.case_id}",
+        case_id=event.case_id,
+        status=CaseStatus.DISPATCHED,
+        at=event.case.filed_at,
+        by=owner,
+        note="demo: dispatched to the owning department",
+    )
 
 
 def default_run_dir() -> Path:

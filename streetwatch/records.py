@@ -186,7 +186,68 @@ class DeadLetter(Record):
 
 
 class CaseStatus(StrEnum):
-    FILED = "filed"
+    """Where a case is in the closed loop (闭环), from filed to closed."""
+
+    FILED = "filed"  # 立案
+    DISPATCHED = "dispatched"  # 派单
+    ON_SITE = "on_site"  # 到场
+    HANDLED = "handled"  # 处置 (first feedback given)
+    VERIFIED = "verified"  # 核查
+    CLOSED = "closed"  # 结案
+    REJECTED = "rejected"  # false alarm (误报)
+    MERGED = "merged"  # folded into another case
+    SELF_HANDLED = "self_handled"  # 自发自处
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {CaseStatus.CLOSED, CaseStatus.REJECTED, CaseStatus.MERGED, CaseStatus.SELF_HANDLED}
+)
+
+
+class SlaStage(StrEnum):
+    """The three time limits of the "三个一" rule."""
+
+    DISPATCH = "dispatch"  # dispatched within 10 minutes
+    ON_SITE = "on_site"  # someone on site within 1 hour
+    FEEDBACK = "feedback"  # first feedback within 1 working day
+
+
+class SlaLevel(StrEnum):
+    """分色预警: green on time, yellow running late, red overdue."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class StageClock(Record):
+    """One stage's deadline and how it went."""
+
+    stage: SlaStage
+    started_at: AwareDatetime
+    yellow_at: AwareDatetime = Field(description="When a yellow warning is due")
+    due_at: AwareDatetime = Field(description="The deadline; red after it")
+    met_at: AwareDatetime | None = Field(default=None, description="When the stage was reached")
+    level: SlaLevel = Field(default=SlaLevel.GREEN, description="Highest warning emitted")
+
+    def next_warning_at(self) -> datetime | None:
+        """When this clock next needs a warning, or None if it never will."""
+        if self.met_at is not None or self.level is SlaLevel.RED:
+            return None
+        return self.yellow_at if self.level is SlaLevel.GREEN else self.due_at
+
+
+class Route(Record):
+    """Who owns a case (谁主管、谁牵头、谁办理) and how urgent it is."""
+
+    owner: str = Field(description="The owning department, e.g. 城管中队")
+    assisting: tuple[str, ...] = Field(default=(), description="Assisting departments")
+    urgency: int = Field(ge=1, le=4, description="1 most urgent (特急) .. 4 routine")
+    matched: str = Field(description="The responsibility-list entry that chose this route")
 
 
 class Case(Record):
@@ -195,12 +256,27 @@ class Case(Record):
     schema_version: Literal[1] = SCHEMA_VERSION
     case_id: str
     category: Slug
-    place: Place
+    site_id: Slug = Field(
+        description="The dedup place: a place group, or places within the merge distance"
+    )
+    place: Place = Field(description="The place of the alert that opened the case")
+    place_ids: tuple[str, ...] = Field(default=(), description="Every place that reported it")
     status: CaseStatus = CaseStatus.FILED
+    filed_at: AwareDatetime = Field(description="When the case was filed (or last reopened)")
+    status_at: AwareDatetime = Field(description="When the status last changed")
+    closed_at: AwareDatetime | None = Field(
+        default=None, description="When it reached a terminal status; none while open"
+    )
     first_seen: AwareDatetime
     last_seen: AwareDatetime
     alert_count: int = Field(ge=1, description="Distinct alerts folded into this case")
-    confidence: float = Field(ge=0, le=1)
+    confidence: float = Field(
+        ge=0, le=1, description="Combined: best per source kind, video and sensor corroborate"
+    )
+    source_confidence: dict[str, float] = Field(
+        default_factory=dict, description="Best confidence per source (kind:id)"
+    )
+    corroborated: bool = Field(default=False, description="Both video and sensors reported it")
     rule_texts: tuple[str, ...] = Field(description="Rules that fired, in first-fired order")
     sources: dict[str, AwareDatetime] = Field(
         description="Each source (kind:id) with the observed_at of its latest alert"
@@ -216,7 +292,34 @@ class Case(Record):
         description="When a source last reported the condition over (a device back "
         "online, a level back to normal); none while it holds",
     )
+    route: Route | None = Field(default=None, description="Owning department and urgency")
+    sla: tuple[StageClock, ...] = Field(default=(), description="Deadlines per stage")
+    reopen_count: int = Field(default=0, ge=0, description="Times reopened after closing")
+    recurrence: int = Field(
+        default=1, ge=1, description="This is the n-th case of its category at its site"
+    )
+    linked_case_ids: tuple[str, ...] = Field(
+        default=(), description="Earlier cases of this category at this site, newest first"
+    )
+    previous_closed_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the previous case here ended: alerts observed until then belong "
+        "to the earlier cases, and arriving late or again they change nothing",
+    )
+    merged_into: str | None = Field(default=None, description="Set when status is merged")
+    last_note: str = Field(default="", description="Note of the latest status update")
     version: int = Field(ge=1, description="Grows by one with every case event")
+
+    @property
+    def case_key(self) -> str:
+        return f"{self.category}|{self.site_id}"
+
+    def next_sla_at(self) -> datetime | None:
+        """The earliest pending SLA warning, or None (terminal cases have none)."""
+        if self.status.terminal:
+            return None
+        times = [t for c in self.sla if (t := c.next_warning_at()) is not None]
+        return min(times, default=None)
 
     @staticmethod
     def make_id(category: str, place_id: str, opening_alert_id: str) -> str:
@@ -226,19 +329,43 @@ class Case(Record):
 class CaseEventType(StrEnum):
     OPENED = "opened"
     UPDATED = "updated"
+    REOPENED = "reopened"
+    STATUS_CHANGED = "status_changed"
+    SLA_YELLOW = "sla_yellow"
+    SLA_RED = "sla_red"
 
 
 class CaseEvent(Record):
-    """One change to a case, as published on the dispatch topic."""
+    """One change to a case, as published on the dispatch topic (inside a CloudEvent)."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: str = Field(description="case_id and version: unique per change")
     type: CaseEventType
     case_id: str
     version: int = Field(ge=1)
-    alert_id: str = Field(description="The alert that caused this change")
+    cause_id: str = Field(
+        description="What caused it: an alert id, a status update id, or sla:<stage>:<level>"
+    )
+    stage: SlaStage | None = Field(default=None, description="The SLA stage, for SLA events")
     emitted_at: AwareDatetime
     case: Case
+
+    @staticmethod
+    def make_id(case_id: str, version: int) -> str:
+        return f"{case_id}:v{version}"
+
+
+class StatusUpdate(Record):
+    """A status change from the dispatch system (or the review workbench)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    update_id: str = Field(description="Unique per update: a re-delivery changes nothing")
+    case_id: str
+    status: CaseStatus
+    at: AwareDatetime = Field(description="When it happened")
+    by: str = Field(default="", description="Department or person")
+    note: str = Field(default="", description="Free text, e.g. the handling result")
+    merged_into: str | None = Field(default=None, description="Target case, for merged")
 
 
 WIRE_RECORDS: dict[str, type[Record]] = {
@@ -246,5 +373,6 @@ WIRE_RECORDS: dict[str, type[Record]] = {
     "alert": Alert,
     "case": Case,
     "case_event": CaseEvent,
+    "status_update": StatusUpdate,
     "dead_letter": DeadLetter,
 }

@@ -105,7 +105,7 @@ def replay(
     cam = pick_camera(cfg, camera_id)
     cam = cam.model_copy(update={"url": str(video), "loop": False})
     out.mkdir(parents=True, exist_ok=True)
-    table = CaseTable()
+    table = CaseTable(cfg)
     alerts: list[Alert] = []
 
     def emit(alert: Alert) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
+from tests.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
@@ -42,3 +43,20 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroke
     broker = start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL on a free 127.0.0.1 port; skipped only if it is not installed."""
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The server's maintenance database (tests wanting an empty one create their own)."""
+    return postgres_server.url

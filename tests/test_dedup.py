@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.dedup import case_key, fold
-from streetwatch.records import Alert, AlertPhase, Case, CaseEvent, CaseEventType, SourceKind
+from pipeline.case_engine import CaseEngine
+from pipeline.store import open_store
+from streetwatch.config import Config
+from streetwatch.records import Alert, AlertPhase, CaseEvent, CaseEventType, SourceKind
 from tests.factories import alert, at
 
 
-def run(alerts: Iterable[Alert], table: dict[str, Case] | None = None) -> list[CaseEvent]:
-    table = {} if table is None else table
-    events = []
-    for a in alerts:
-        key = case_key(a.category, a.place.place_id)
-        event = fold(table.get(key), a, at(1000))
-        if event is not None:
-            table[key] = event.case
-            events.append(event)
-    return events
+def engine() -> CaseEngine:
+    return CaseEngine.from_config(Config(), open_store("sqlite://:memory:"), clock=lambda: at(1000))
+
+
+def run(alerts: Iterable[Alert], table: CaseEngine | None = None) -> list[CaseEvent]:
+    table = engine() if table is None else table
+    return [e for a in alerts for e in table.on_alerts([a])]
 
 
 def test_repeats_at_one_place_update_one_case() -> None:
@@ -36,7 +35,7 @@ def test_other_place_or_category_is_another_case() -> None:
 
 
 def test_redelivered_alerts_change_nothing() -> None:
-    table: dict[str, Case] = {}
+    table = engine()
     first = run([alert(10), alert(20)], table)
     again = run([alert(10), alert(20)], table)
     assert again == []
@@ -90,7 +89,7 @@ def cleared(a: Alert) -> Alert:
 
 
 def test_a_cleared_alert_marks_the_open_case_and_never_opens_one() -> None:
-    table: dict[str, Case] = {}
+    table = engine()
     assert run([cleared(alert(5, kind=SourceKind.SENSOR))], table) == []  # nothing open
     events = run([alert(10), alert(20), cleared(alert(30)), cleared(alert(30))], table)
     assert [e.case.version for e in events] == [1, 2, 3]  # the re-delivered clear: no-op

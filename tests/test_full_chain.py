@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sys
 import time
 import uuid
 from collections import Counter
@@ -19,16 +18,19 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
 from edge.dead_letters import KafkaDeadLetterSink, ensure_topic
 from edge.worker import EdgeWorker
+from pipeline.cloudevents import parse_case_event
 from streetwatch.brokers import RunningBroker
-from streetwatch.config import Config, KafkaConfig, parse_config
+from streetwatch.config import Config, parse_config
 from streetwatch.processes import Child
 from streetwatch.records import Alert, Case, CaseEvent, DeadLetter, EvidenceKind, Place
+from streetwatch.sites import site_map
+from tests.kafka_helpers import Topic, dispatch_worker
 from tests.wire import assert_valid
 
 pytestmark = pytest.mark.integration
@@ -57,6 +59,7 @@ def edge_config(tmp: Path, video: Path, tansu: RunningBroker, mosquitto: Running
                 "datadir": str(tmp / "faust"),
                 "session_timeout_s": 6.0,
             },
+            "store": {"url": f"sqlite:///{tmp / 'cases.db'}"},
             "places": [
                 {"place_id": "loading-bay", "name": "Loading bay"},
                 {"place_id": "crossing", "name": "Crossing with walking people"},
@@ -128,56 +131,6 @@ def edge_config(tmp: Path, video: Path, tansu: RunningBroker, mosquitto: Running
     )
 
 
-class Topic:
-    """Collects every message on a topic from the start, in the background."""
-
-    def __init__(self, kafka: KafkaConfig, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=kafka.bootstrap,
-            group_id=f"t-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        self.messages: list[bytes] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Topic:
-        await self.consumer.start()
-        self.task = asyncio.create_task(self._collect())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        await self.consumer.stop()
-
-    async def _collect(self) -> None:
-        async for rec in self.consumer:
-            self.messages.append(rec.value)
-
-    def events(self) -> list[CaseEvent]:
-        return [CaseEvent.model_validate_json(m) for m in self.messages]
-
-    async def wait_for(self, alert_ids: set[str], timeout: float = 90) -> None:
-        async def seen() -> None:
-            while not alert_ids <= {e.alert_id for e in self.events()}:
-                await asyncio.sleep(0.2)
-
-        await asyncio.wait_for(seen(), timeout)
-
-
-def dispatch_worker(cfg: Config, tmp: Path, name: str) -> Child:
-    path = tmp / f"{name}.json"
-    path.write_text(cfg.model_dump_json())
-    return Child(
-        name,
-        [sys.executable, "-m", "streetwatch.cli", "dispatch", "--config", str(path)],
-        log=tmp / f"{name}.log",
-    )
-
-
 def publish_readings(port: int) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}")
     client.connect("127.0.0.1", port)
@@ -211,7 +164,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
     chain: tuple[Config, Child], tmp_path: Path
 ) -> None:
     cfg, worker = chain
-    sink = RecordingSink(KafkaAlertSink(cfg.kafka))
+    sink = RecordingSink(KafkaAlertSink(cfg.kafka, site_map(cfg)))
     dead_topic = cfg.kafka.sensor_dead_letter_topic
     dead_sink = KafkaDeadLetterSink(cfg.kafka.bootstrap, dead_topic)
     edge = EdgeWorker(cfg, sink, pace="fast", dead_letters=dead_sink)
@@ -296,8 +249,9 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
         for raw in alerts.messages:
             assert_valid("alert", raw)
         for raw in dispatch.messages:
-            assert_valid("case_event", raw)
-            assert_valid("case", json.dumps(json.loads(raw)["case"]).encode())
+            data = json.loads(raw)["data"]
+            assert_valid("case_event", json.dumps(data).encode())
+            assert_valid("case", json.dumps(data["case"]).encode())
 
         # --- the same alerts again: no new cases, no new events
         first_events = list(dispatch.messages)
@@ -328,7 +282,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
             await producer.stop()
         await dispatch.wait_for(set(markers))
         new = dispatch.messages[len(first_events) :]
-        assert sorted(CaseEvent.model_validate_json(m).alert_id for m in new) == sorted(markers)
+        assert sorted(parse_case_event(m).cause_id for m in new) == sorted(markers)
 
     # --- a fresh worker replaying the whole alerts topic makes identical cases
     replay_cfg = cfg.model_copy(
@@ -337,6 +291,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
                 update={"dispatch_topic": cfg.kafka.dispatch_topic + "-replay"}
             ),
             "dispatch": cfg.dispatch.model_copy(update={"app_id": cfg.dispatch.app_id + "-replay"}),
+            "store": cfg.store.model_copy(update={"url": f"sqlite:///{tmp_path / 'replay.db'}"}),
         }
     )
     await ensure_topics(replay_cfg.kafka)
@@ -356,7 +311,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
 
 
 def dispatch_events(raw: list[bytes]) -> list[CaseEvent]:
-    return [CaseEvent.model_validate_json(m) for m in raw]
+    return [parse_case_event(m) for m in raw]
 
 
 def latest_place(latest: dict[str, Case], place_id: str) -> Place:

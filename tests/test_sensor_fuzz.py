@@ -28,7 +28,7 @@ from streetwatch.brokers import RunningBroker
 from streetwatch.config import parse_config
 from streetwatch.records import Alert, DeadLetter
 from tests.fuzz_payloads import FUZZ_DEVICES, FUZZ_SPECS, STATE_ONLY, FuzzCase, fuzz_cases
-from tests.test_full_chain import Topic
+from tests.kafka_helpers import Topic
 from tests.wire import assert_valid
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,27 @@
+"""Publishing status updates on the status topic (for the CLI, tests and bridges)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge.kafka_io import create_topics, reliable_producer, start_producer
+from streetwatch.config import KafkaConfig
+from streetwatch.records import StatusUpdate
+
+
+async def publish_update(cfg: KafkaConfig, *updates: StatusUpdate) -> None:
+    await publish_updates(cfg, updates)
+
+
+async def publish_updates(cfg: KafkaConfig, updates: Sequence[StatusUpdate]) -> None:
+    """Send updates keyed by case id and wait until the broker has them."""
+    await create_topics(cfg.bootstrap, (cfg.status_topic,), cfg.partitions)
+    producer = reliable_producer(cfg.bootstrap)
+    await start_producer(producer, cfg.bootstrap)
+    try:
+        for u in updates:
+            await producer.send_and_wait(
+                cfg.status_topic, value=u.to_json_bytes(), key=u.case_id.encode("utf-8")
+            )
+    finally:
+        await producer.stop()

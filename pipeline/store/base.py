@@ -1,0 +1,248 @@
+"""The case store interface, and what both backends share.
+
+The store holds the state of every case (the dispatch worker keeps no other
+state) and an outbox of case events waiting to be published:
+
+- ``cases``: one row per case, the newest version (``body`` is the case JSON);
+- ``heads``: per case key (``category|site_id``) the newest case there and its
+  version: the unit of optimistic concurrency;
+- ``events``: every case event, with ``published`` set once it is on the
+  dispatch stream.
+
+:meth:`CaseStore.commit` decides which changes of a batch still hold with
+:func:`plan_commit`, the same pure function in every backend, over the heads
+and case versions it read inside its write transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from streetwatch.records import Case, CaseEvent
+
+Head = tuple[str, int]
+"""A case id and its version."""
+
+Change = tuple[CaseEvent, Head | None]
+"""A case event and the state it was computed from (see :meth:`CaseStore.commit`)."""
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (bad URL, schema of another version)."""
+
+
+class CaseStore(ABC):
+    """The state of every case and the outbox of case events (SQLite or PostgreSQL)."""
+
+    url: str
+
+    @abstractmethod
+    def head(self, case_key: str) -> Case | None:
+        """The newest case at ``case_key`` (``category|site_id``), or None."""
+
+    @abstractmethod
+    def get(self, case_id: str) -> Case | None:
+        """The case with this id at its newest version, or None."""
+
+    @abstractmethod
+    def has_cause(self, case_id: str, cause_id: str) -> bool:
+        """Whether an event of this case was caused by ``cause_id`` (alert, update, ...)."""
+
+    @abstractmethod
+    def commit(self, changes: Sequence[Change]) -> list[CaseEvent]:
+        """Write the changes that still hold, in one transaction; the events written.
+
+        Each change is ``(event, expected)``: ``expected`` is the (case id,
+        version) the event's case was computed from, or None when there was no
+        case at its key yet. A change holds when
+
+        - ``expected`` is None: the key has no head and the case id is new;
+        - ``expected`` names the event's own case: that case is still at that
+          version (whether or not it is the head of its key: a status update
+          of an older case at the key holds too);
+        - ``expected`` names another case (a new case replacing the head): the
+          key's head is still ``expected`` and the event's case id is new.
+
+        A change that holds writes the case row, the event row (unpublished)
+        and, unless the case is an older one at its key, moves the head to
+        (case id, version). Changes that do not hold are skipped, not an
+        error. Later changes may build on earlier ones of the same batch.
+        The result keeps the order of ``changes``.
+        """
+
+    @abstractmethod
+    def apply(self, event: CaseEvent) -> bool:
+        """Project an event read from the dispatch stream; whether anything changed.
+
+        The event row is inserted (published) if its id is new, or marked
+        published; the case row is replaced if this version is newer; the head
+        moves if the case is newer at its key (a greater ``(recurrence,
+        case_id)``, or the same case at a greater version). Applying a stream
+        twice, or in another order, leaves the same contents.
+        """
+
+    def apply_many(self, events: Iterable[CaseEvent]) -> int:
+        """:meth:`apply` for several events; how many changed something."""
+        return sum(self.apply(e) for e in events)
+
+    @abstractmethod
+    def unpublished(self, older_than: datetime, limit: int) -> list[CaseEvent]:
+        """Events not yet marked published, emitted before ``older_than``, oldest first."""
+
+    @abstractmethod
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        """Mark these events published (ids the store does not have are ignored)."""
+
+    @abstractmethod
+    def due_sla(self, now: datetime, limit: int) -> list[Case]:
+        """Open cases whose next SLA warning is due (``next_sla_at <= now``), earliest first."""
+
+    @abstractmethod
+    def cases_filed_between(self, since: datetime, until: datetime) -> list[Case]:
+        """Cases with ``since <= filed_at < until``, by filed_at then case id."""
+
+    @abstractmethod
+    def all_cases(self) -> list[Case]:
+        """Every case at its newest version, by filed_at then case id."""
+
+    @abstractmethod
+    def events_for(self, case_id: str) -> list[CaseEvent]:
+        """The events of one case, by version."""
+
+    @abstractmethod
+    def dump(self) -> dict[str, Any]:
+        """The whole contents in a canonical form (equal across backends)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    def __enter__(self) -> CaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- commit planning, shared by the backends ----------------------------------
+
+
+@dataclass
+class CommitPlan:
+    """What a batch writes: the accepted events and the final rows they leave."""
+
+    events: list[CaseEvent] = field(default_factory=list)
+    heads: dict[str, Head] = field(default_factory=dict)  # key -> final head (changed keys)
+    new_keys: set[str] = field(default_factory=set)  # keys that had no head row
+    cases: dict[str, Case] = field(default_factory=dict)  # case id -> final case
+
+
+def check_change(change: Change) -> None:
+    event, expected = change
+    if event.case.case_id != event.case_id or event.case.version != event.version:
+        raise ValueError(
+            f"event {event.event_id}: carries case {event.case.case_id} v{event.case.version}, "
+            f"not {event.case_id} v{event.version}"
+        )
+    if expected is not None and expected[0] == event.case_id and event.version <= expected[1]:
+        raise ValueError(
+            f"event {event.event_id}: version {event.version} does not follow v{expected[1]}"
+        )
+
+
+def plan_commit(
+    changes: Sequence[Change], heads: Mapping[str, Head], versions: Mapping[str, int]
+) -> CommitPlan:
+    """Which changes hold (see :meth:`CaseStore.commit`) given the stored state.
+
+    ``heads`` are the stored heads of the batch's keys, ``versions`` the stored
+    versions of its case ids (absent: none stored); both read inside the write
+    transaction.
+    """
+    cur_heads = dict(heads)
+    cur_versions = dict(versions)
+    plan = CommitPlan()
+    for event, expected in changes:
+        case = event.case
+        key = case.case_key
+        head = cur_heads.get(key)
+        stored = cur_versions.get(case.case_id)
+        if expected is None:
+            holds = head is None and stored is None
+        elif expected[0] == case.case_id:
+            holds = stored == expected[1]
+        else:
+            holds = head == expected and stored is None
+        if not holds:
+            continue
+        if head is None or head[0] == case.case_id or stored is None:
+            if key not in heads:
+                plan.new_keys.add(key)
+            cur_heads[key] = plan.heads[key] = (case.case_id, case.version)
+        cur_versions[case.case_id] = case.version
+        plan.cases[case.case_id] = case
+        plan.events.append(event)
+    return plan
+
+
+# -- canonical dump -----------------------------------------------------------
+
+
+def iso(dt: datetime | None) -> str | None:
+    """An aware datetime as ISO-8601 in UTC (the dump's form)."""
+    return None if dt is None else dt.astimezone(UTC).isoformat()
+
+
+def require_aware(dt: datetime, what: str) -> datetime:
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got {dt!r}")
+    return dt
+
+
+def canonical_dump(
+    cases: Iterable[Sequence[Any]], events: Iterable[Sequence[Any]], heads: Iterable[Sequence[Any]]
+) -> dict[str, Any]:
+    """The dump from raw rows, with times already as aware datetimes.
+
+    cases: (case_id, case_key, category, site_id, status, version, recurrence,
+    filed_at, closed_at, next_sla_at, body_json); events: (event_id, case_id,
+    version, type, cause_id, emitted_at, published, body_json); heads:
+    (case_key, case_id, version).
+    """
+    return {
+        "cases": {
+            r[0]: {
+                "case_key": r[1],
+                "category": r[2],
+                "site_id": r[3],
+                "status": r[4],
+                "version": int(r[5]),
+                "recurrence": int(r[6]),
+                "filed_at": iso(r[7]),
+                "closed_at": iso(r[8]),
+                "next_sla_at": iso(r[9]),
+                "body": json.loads(r[10]),
+            }
+            for r in sorted(cases, key=lambda r: str(r[0]))
+        },
+        "events": {
+            r[0]: {
+                "case_id": r[1],
+                "version": int(r[2]),
+                "type": r[3],
+                "cause_id": r[4],
+                "emitted_at": iso(r[5]),
+                "published": bool(r[6]),
+                "body": json.loads(r[7]),
+            }
+            for r in sorted(events, key=lambda r: str(r[0]))
+        },
+        "heads": {r[0]: [r[1], int(r[2])] for r in sorted(heads, key=lambda r: str(r[0]))},
+    }

@@ -1,0 +1,375 @@
+"""The case store in PostgreSQL (psycopg 3, synchronous).
+
+Times are ``timestamptz``, case and event bodies ``jsonb``; identifiers use
+the "C" collation so they sort as in SQLite and Python. A commit locks the
+head rows of its keys (``SELECT ... FOR UPDATE``, in key order), reads the
+versions of its cases, decides with the same :func:`plan_commit` as SQLite
+and writes with one statement per table (``unnest`` of arrays). A head that
+appeared meanwhile for a key that had none, or a deadlock, rolls the whole
+batch back and it is decided again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+
+from pipeline.cloudevents import event_json
+from pipeline.store.base import (
+    SCHEMA_VERSION,
+    CaseStore,
+    Change,
+    Head,
+    StoreError,
+    canonical_dump,
+    check_change,
+    plan_commit,
+    require_aware,
+)
+from streetwatch.records import Case, CaseEvent
+
+T = TypeVar("T")
+ATTEMPTS = 8
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS store_meta (
+        key text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS cases (
+        case_id text COLLATE "C" PRIMARY KEY,
+        case_key text COLLATE "C" NOT NULL,
+        category text COLLATE "C" NOT NULL,
+        site_id text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        version integer NOT NULL,
+        recurrence integer NOT NULL,
+        filed_at timestamptz NOT NULL,
+        closed_at timestamptz,
+        next_sla_at timestamptz,
+        body jsonb NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS cases_next_sla ON cases (next_sla_at)
+        WHERE next_sla_at IS NOT NULL""",
+    "CREATE INDEX IF NOT EXISTS cases_filed ON cases (filed_at)",
+    """CREATE TABLE IF NOT EXISTS heads (
+        case_key text COLLATE "C" PRIMARY KEY,
+        case_id text COLLATE "C" NOT NULL,
+        version integer NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS events (
+        event_id text COLLATE "C" PRIMARY KEY,
+        case_id text COLLATE "C" NOT NULL,
+        version integer NOT NULL,
+        type text NOT NULL,
+        cause_id text COLLATE "C" NOT NULL,
+        emitted_at timestamptz NOT NULL,
+        body jsonb NOT NULL,
+        published boolean NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_cause ON events (case_id, cause_id)",
+    """CREATE INDEX IF NOT EXISTS events_unpublished ON events (emitted_at)
+        WHERE NOT published""",
+]
+
+CASE_COLUMNS = (
+    "case_id, case_key, category, site_id, status, version, recurrence, "
+    "filed_at, closed_at, next_sla_at, body"
+)
+CASE_UPDATE = """
+    case_key = excluded.case_key, category = excluded.category, site_id = excluded.site_id,
+    status = excluded.status, version = excluded.version, recurrence = excluded.recurrence,
+    filed_at = excluded.filed_at, closed_at = excluded.closed_at,
+    next_sla_at = excluded.next_sla_at, body = excluded.body
+"""
+COMMIT_NEW_HEADS = """
+INSERT INTO heads (case_key, case_id, version)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::int[])
+ON CONFLICT (case_key) DO NOTHING
+RETURNING case_key
+"""
+COMMIT_MOVE_HEADS = """
+UPDATE heads AS h SET case_id = u.case_id, version = u.version
+FROM unnest(%b::text[], %b::text[], %b::int[]) AS u (case_key, case_id, version)
+WHERE h.case_key = u.case_key
+"""
+COMMIT_CASES = f"""
+INSERT INTO cases ({CASE_COLUMNS})
+SELECT u.case_id, u.case_key, u.category, u.site_id, u.status, u.version, u.recurrence,
+       u.filed_at, u.closed_at, u.next_sla_at, u.body::jsonb
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::int[],
+            %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], %b::text[])
+     AS u (case_id, case_key, category, site_id, status, version, recurrence,
+           filed_at, closed_at, next_sla_at, body)
+ON CONFLICT (case_id) DO UPDATE SET {CASE_UPDATE}
+"""
+COMMIT_EVENTS = """
+INSERT INTO events (event_id, case_id, version, type, cause_id, emitted_at, body, published)
+SELECT u.event_id, u.case_id, u.version, u.type, u.cause_id, u.emitted_at, u.body::jsonb, false
+FROM unnest(%b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::timestamptz[],
+            %b::text[]) AS u (event_id, case_id, version, type, cause_id, emitted_at, body)
+"""
+APPLY_EVENT = """
+INSERT INTO events (event_id, case_id, version, type, cause_id, emitted_at, body, published)
+VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, true)
+ON CONFLICT (event_id) DO UPDATE SET published = true WHERE NOT events.published
+"""
+APPLY_CASE = f"""
+INSERT INTO cases ({CASE_COLUMNS})
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (case_id) DO UPDATE SET {CASE_UPDATE}
+WHERE excluded.version > cases.version
+"""
+APPLY_HEAD = """
+INSERT INTO heads (case_key, case_id, version)
+SELECT %s, c.case_id, c.version FROM cases AS c WHERE c.case_id = %s
+ON CONFLICT (case_key) DO UPDATE SET case_id = excluded.case_id, version = excluded.version
+WHERE (heads.case_id = excluded.case_id AND excluded.version > heads.version)
+   OR (heads.case_id <> excluded.case_id
+       AND ROW(%s::int, excluded.case_id)
+           > (SELECT o.recurrence, o.case_id FROM cases AS o WHERE o.case_id = heads.case_id))
+"""
+
+
+class _HeadRace(Exception):
+    """Another transaction created a head this batch expected to create."""
+
+
+def case_row(case: Case) -> tuple[Any, ...]:
+    return (
+        case.case_id,
+        case.case_key,
+        case.category,
+        case.site_id,
+        case.status.value,
+        case.version,
+        case.recurrence,
+        case.filed_at,
+        case.closed_at,
+        case.next_sla_at(),
+        case.model_dump_json(),
+    )
+
+
+def event_row(event: CaseEvent) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.case_id,
+        event.version,
+        event.type.value,
+        event.cause_id,
+        event.emitted_at,
+        event_json(event),
+    )
+
+
+def columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (for ``unnest``)."""
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+class PostgresCaseStore(CaseStore):
+    def __init__(self, url: str, connect_timeout_s: float = 10.0) -> None:
+        self.url = url
+        try:
+            self._conn = psycopg.connect(
+                url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s))
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to the case store: {exc}") from exc
+        self._lock = threading.RLock()
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self._lock, self._conn.transaction():
+            # two workers starting together must not both create the tables
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('streetwatch.case_store'))")
+            for statement in SCHEMA:
+                self._conn.execute(statement)
+            self._conn.execute(
+                "INSERT INTO store_meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO NOTHING",
+                (str(SCHEMA_VERSION),),
+            )
+            row = self._conn.execute(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        found = row[0] if row else None
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"case store has schema version {found}; this streetwatch reads "
+                f"version {SCHEMA_VERSION}"
+            )
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` in a transaction; again from the start after a deadlock or race."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._lock, self._conn.transaction():
+                    return work(self._conn)
+            except (errors.DeadlockDetected, errors.SerializationFailure, _HeadRace):
+                if attempt == ATTEMPTS:
+                    raise
+                time.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
+
+    # -- reads ------------------------------------------------------------------
+
+    def head(self, case_key: str) -> Case | None:
+        rows = self._rows(
+            "SELECT c.body::text FROM heads AS h JOIN cases AS c ON c.case_id = h.case_id "
+            "WHERE h.case_key = %s",
+            (case_key,),
+        )
+        return Case.model_validate_json(rows[0][0]) if rows else None
+
+    def get(self, case_id: str) -> Case | None:
+        rows = self._rows("SELECT body::text FROM cases WHERE case_id = %s", (case_id,))
+        return Case.model_validate_json(rows[0][0]) if rows else None
+
+    def has_cause(self, case_id: str, cause_id: str) -> bool:
+        return bool(
+            self._rows(
+                "SELECT 1 FROM events WHERE case_id = %s AND cause_id = %s LIMIT 1",
+                (case_id, cause_id),
+            )
+        )
+
+    def unpublished(self, older_than: datetime, limit: int) -> list[CaseEvent]:
+        rows = self._rows(
+            "SELECT body::text FROM events WHERE NOT published AND emitted_at < %s "
+            "ORDER BY emitted_at, case_id, version LIMIT %s",
+            (require_aware(older_than, "older_than"), limit),
+        )
+        return [CaseEvent.model_validate_json(r[0]) for r in rows]
+
+    def due_sla(self, now: datetime, limit: int) -> list[Case]:
+        rows = self._rows(
+            "SELECT body::text FROM cases WHERE next_sla_at IS NOT NULL AND next_sla_at <= %s "
+            "ORDER BY next_sla_at, case_id LIMIT %s",
+            (require_aware(now, "now"), limit),
+        )
+        return [Case.model_validate_json(r[0]) for r in rows]
+
+    def cases_filed_between(self, since: datetime, until: datetime) -> list[Case]:
+        rows = self._rows(
+            "SELECT body::text FROM cases WHERE filed_at >= %s AND filed_at < %s "
+            "ORDER BY filed_at, case_id",
+            (require_aware(since, "since"), require_aware(until, "until")),
+        )
+        return [Case.model_validate_json(r[0]) for r in rows]
+
+    def all_cases(self) -> list[Case]:
+        rows = self._rows("SELECT body::text FROM cases ORDER BY filed_at, case_id")
+        return [Case.model_validate_json(r[0]) for r in rows]
+
+    def events_for(self, case_id: str) -> list[CaseEvent]:
+        rows = self._rows(
+            "SELECT body::text FROM events WHERE case_id = %s ORDER BY version", (case_id,)
+        )
+        return [CaseEvent.model_validate_json(r[0]) for r in rows]
+
+    def dump(self) -> dict[str, Any]:
+        with self._lock, self._conn.transaction():
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cases = self._conn.execute(
+                "SELECT case_id, case_key, category, site_id, status, version, recurrence, "
+                "filed_at, closed_at, next_sla_at, body::text FROM cases"
+            ).fetchall()
+            events = self._conn.execute(
+                "SELECT event_id, case_id, version, type, cause_id, emitted_at, published, "
+                "body::text FROM events"
+            ).fetchall()
+            heads = self._conn.execute("SELECT case_key, case_id, version FROM heads").fetchall()
+        return canonical_dump(cases, events, heads)
+
+    # -- writes -----------------------------------------------------------------
+
+    def commit(self, changes: Sequence[Change]) -> list[CaseEvent]:
+        if not changes:
+            return []
+        for change in changes:
+            check_change(change)
+            require_aware(change[0].emitted_at, "emitted_at")
+        keys = sorted({e.case.case_key for e, _ in changes})
+        ids = sorted({e.case_id for e, _ in changes})
+
+        def work(conn: psycopg.Connection[Any]) -> list[CaseEvent]:
+            with conn.pipeline():  # both reads in one round trip
+                locked = conn.execute(
+                    "SELECT case_key, case_id, version FROM heads WHERE case_key = ANY(%s) "
+                    "ORDER BY case_key FOR UPDATE",
+                    (keys,),
+                )
+                stored = conn.execute(
+                    "SELECT case_id, version FROM cases WHERE case_id = ANY(%s)", (ids,)
+                )
+            heads: dict[str, Head] = {k: (cid, v) for k, cid, v in locked.fetchall()}
+            versions: dict[str, int] = dict(stored.fetchall())
+            plan = plan_commit(changes, heads, versions)
+            if not plan.events:
+                return []
+            new = [(k, *plan.heads[k]) for k in sorted(plan.new_keys)]
+            moved = [(k, *h) for k, h in sorted(plan.heads.items()) if k not in plan.new_keys]
+            with conn.pipeline():  # and the writes in another
+                made = conn.execute(COMMIT_NEW_HEADS, columns(new, 3)) if new else None
+                if moved:
+                    conn.execute(COMMIT_MOVE_HEADS, columns(moved, 3))
+                conn.execute(COMMIT_CASES, columns([case_row(c) for c in plan.cases.values()], 11))
+                conn.execute(COMMIT_EVENTS, columns([event_row(e) for e in plan.events], 7))
+            if made is not None and len(made.fetchall()) != len(new):
+                raise _HeadRace  # another worker created one of these heads: decide again
+            return plan.events
+
+        return self._transaction(work)
+
+    def apply(self, event: CaseEvent) -> bool:
+        return self.apply_many([event]) > 0
+
+    def apply_many(self, events: Iterable[CaseEvent]) -> int:
+        batch = list(events)
+        for event in batch:
+            check_change((event, None))
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            # pipelined: one round trip for the batch, row counts read at the end
+            sent: list[tuple[psycopg.Cursor[Any], ...]] = []
+            with conn.pipeline():
+                for event in batch:
+                    case = event.case
+                    sent.append(
+                        (
+                            conn.execute(APPLY_EVENT, event_row(event)),
+                            conn.execute(APPLY_CASE, case_row(case)),
+                            conn.execute(
+                                APPLY_HEAD, (case.case_key, case.case_id, case.recurrence)
+                            ),
+                        )
+                    )
+            return sum(any(cur.rowcount > 0 for cur in cursors) for cursors in sent)
+
+        return self._transaction(work)
+
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        self._transaction(
+            lambda conn: conn.execute(
+                "UPDATE events SET published = true WHERE event_id = ANY(%s) AND NOT published",
+                (list(event_ids),),
+            )
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,309 @@
+"""The case engine over a real SQLite store: sites, reopening, lifecycle, SLA, routing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.case_engine import CaseEngine
+from pipeline.store import open_store
+from streetwatch.config import Config, parse_config
+from streetwatch.records import (
+    Alert,
+    CaseEvent,
+    CaseEventType,
+    CaseStatus,
+    GridRef,
+    Place,
+    SlaLevel,
+    SlaStage,
+    SourceKind,
+    StatusUpdate,
+)
+from tests.factories import at
+
+# one street corner: two cameras' zones and a water-level sensor, a few metres apart
+CORNER = [
+    {"place_id": "corner-cam-east", "lat": 31.23040, "lon": 121.47370},
+    {"place_id": "corner-cam-west", "lat": 31.23042, "lon": 121.47362},
+    {"place_id": "corner-drain", "lat": 31.23038, "lon": 121.47366},
+    {"place_id": "market-gate", "lat": 31.23200, "lon": 121.47500},
+]
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def config(**extra: object) -> Config:
+    return parse_config({"places": CORNER, **extra})
+
+
+def engine(
+    cfg: Config | None = None, url: str = "sqlite://:memory:", clock: Clock | None = None
+) -> CaseEngine:
+    return CaseEngine.from_config(cfg or config(), open_store(url), clock or Clock(at(0)))
+
+
+def sighting(
+    seconds: float,
+    source: str,
+    place: str,
+    *,
+    kind: SourceKind = SourceKind.CAMERA,
+    category: str = "water_level_high",
+    confidence: float = 0.6,
+    grids: GridRef | None = None,
+) -> Alert:
+    observed = at(seconds)
+    return Alert(
+        alert_id=Alert.make_id(source, "r1", place, observed),
+        category=category,
+        place=Place(place_id=place, grids=grids or GridRef()),
+        source_kind=kind,
+        source_id=source,
+        rule_id="r1",
+        rule_text="water on the road" if kind is SourceKind.CAMERA else "level above 0.6 m",
+        first_seen=observed,
+        observed_at=observed,
+        confidence=confidence,
+    )
+
+
+def three_sources(t: float = 10) -> list[Alert]:
+    return [
+        sighting(t, "cam-east", "corner-cam-east"),
+        sighting(t + 5, "cam-west", "corner-cam-west", confidence=0.7),
+        sighting(t + 8, "wl-0001", "corner-drain", kind=SourceKind.SENSOR, confidence=0.9),
+    ]
+
+
+def update(
+    case_id: str, status: CaseStatus, seconds: float, uid: str | None = None
+) -> StatusUpdate:
+    return StatusUpdate(
+        update_id=uid or f"u-{status}-{seconds}",
+        case_id=case_id,
+        status=status,
+        at=at(seconds),
+        by="城管中队",
+    )
+
+
+def close(
+    eng: CaseEngine, case_id: str, seconds: float, status: CaseStatus = CaseStatus.CLOSED
+) -> None:
+    events, rejected = eng.on_updates([update(case_id, status, seconds)])
+    assert not rejected and events[-1].case.status is status
+
+
+def test_two_cameras_and_a_sensor_at_one_corner_are_one_corroborated_case() -> None:
+    events = engine().on_alerts(three_sources())
+    assert [e.type for e in events] == [
+        CaseEventType.OPENED,
+        CaseEventType.UPDATED,
+        CaseEventType.UPDATED,
+    ]
+    case = events[-1].case
+    assert {e.case_id for e in events} == {case.case_id}
+    assert set(case.sources) == {"camera:cam-east", "camera:cam-west", "sensor:wl-0001"}
+    assert case.site_id == "corner-cam-east"  # the smallest place id of the site
+    assert set(case.place_ids) == {"corner-cam-east", "corner-cam-west", "corner-drain"}
+    # two cameras are one witness (the better one); the sensor is another
+    assert case.corroborated
+    assert case.confidence == pytest.approx(1 - (1 - 0.7) * (1 - 0.9))
+    assert [e.case.corroborated for e in events] == [False, False, True]
+
+
+def test_a_place_further_than_the_merge_distance_is_another_case() -> None:
+    eng = engine()
+    events = eng.on_alerts([*three_sources(), sighting(20, "cam-gate", "market-gate")])
+    assert len({e.case_id for e in events}) == 2
+
+
+def test_a_place_group_joins_places_whatever_their_distance() -> None:
+    cfg = config(
+        place_groups=[{"group_id": "corner-and-gate", "places": ["corner-drain", "market-gate"]}]
+    )
+    events = engine(cfg).on_alerts([*three_sources(), sighting(20, "cam-gate", "market-gate")])
+    assert {e.case.site_id for e in events} == {"corner-and-gate"}
+    assert len({e.case_id for e in events}) == 1
+
+
+def test_a_problem_back_five_minutes_after_closing_reopens_the_case() -> None:
+    eng = engine()
+    first = eng.on_alerts(three_sources())[-1].case
+    close(eng, first.case_id, 600)
+    back = eng.on_alerts([sighting(900, "cam-east", "corner-cam-east")])
+    assert [e.type for e in back] == [CaseEventType.REOPENED]
+    case = back[0].case
+    assert (case.case_id, case.status, case.reopen_count) == (first.case_id, CaseStatus.FILED, 1)
+    assert case.closed_at is None and case.filed_at == at(900)
+    assert case.sla[0].started_at == at(900)  # the clocks start again
+
+
+def test_a_problem_back_next_week_is_a_new_case_linked_to_the_old_ones() -> None:
+    eng = engine()
+    first = eng.on_alerts(three_sources())[-1].case
+    close(eng, first.case_id, 600)
+    week = 7 * 86400
+    second = eng.on_alerts([sighting(week, "cam-east", "corner-cam-east")])[0].case
+    assert second.case_id != first.case_id
+    assert (second.recurrence, second.linked_case_ids) == (2, (first.case_id,))
+    close(eng, second.case_id, week + 600, CaseStatus.SELF_HANDLED)
+    third = eng.on_alerts([sighting(2 * week, "cam-west", "corner-cam-west")])[0].case
+    assert (third.recurrence, third.linked_case_ids) == (3, (second.case_id, first.case_id))
+
+
+def test_a_rejected_false_alarm_does_not_come_back_within_the_cool_down() -> None:
+    eng = engine()
+    first = eng.on_alerts([sighting(10, "cam-east", "corner-cam-east")])[0].case
+    close(eng, first.case_id, 60, CaseStatus.REJECTED)
+    again = eng.on_alerts([sighting(120, "cam-east", "corner-cam-east")])
+    assert again[0].type is CaseEventType.UPDATED
+    assert again[0].case.status is CaseStatus.REJECTED  # stays rejected, counted
+    later = eng.on_alerts([sighting(3 * 86400, "cam-east", "corner-cam-east")])
+    assert later[0].type is CaseEventType.OPENED and later[0].case.recurrence == 2
+
+
+def test_redelivered_and_replayed_streams_give_identical_cases(tmp_path: Path) -> None:
+    stream = [*three_sources(), sighting(40, "cam-east", "corner-cam-east")]
+    eng = engine(url=f"sqlite:///{tmp_path / 'a.db'}")
+    first = eng.on_alerts(stream)
+    assert eng.on_alerts(stream) == []  # re-delivered: nothing changes
+    replayed = engine(url=f"sqlite:///{tmp_path / 'b.db'}").on_alerts(stream)
+    assert [(e.event_id, e.case) for e in replayed] == [(e.event_id, e.case) for e in first]
+
+
+def test_status_updates_walk_the_lifecycle_and_meet_the_sla_stages() -> None:
+    eng = engine()
+    case = eng.on_alerts([sighting(0, "cam-east", "corner-cam-east")])[0].case
+    steps = [
+        (CaseStatus.DISPATCHED, 300),
+        (CaseStatus.ON_SITE, 2400),
+        (CaseStatus.HANDLED, 5000),
+        (CaseStatus.VERIFIED, 6000),
+        (CaseStatus.CLOSED, 6100),
+    ]
+    versions = []
+    for status, t in steps:
+        events, rejected = eng.on_updates([update(case.case_id, status, t)])
+        assert not rejected
+        versions.append(events[0].version)
+        assert events[0].type is CaseEventType.STATUS_CHANGED
+    assert versions == [2, 3, 4, 5, 6]
+    final = eng.store.get(case.case_id)
+    assert final is not None and final.closed_at == at(6100)
+    met = {c.stage: c.met_at for c in final.sla}
+    assert met == {
+        SlaStage.DISPATCH: at(300),
+        SlaStage.ON_SITE: at(2400),
+        SlaStage.FEEDBACK: at(5000),
+    }
+    assert final.next_sla_at() is None
+
+
+def test_bad_status_updates_are_rejected_with_a_reason_and_change_nothing() -> None:
+    eng = engine()
+    case = eng.on_alerts([sighting(0, "cam-east", "corner-cam-east")])[0].case
+    ok, _ = eng.on_updates([update(case.case_id, CaseStatus.ON_SITE, 100, uid="u1")])
+    assert len(ok) == 1
+    again, rejected = eng.on_updates(
+        [
+            update(case.case_id, CaseStatus.ON_SITE, 100, uid="u1"),  # re-delivered: silent
+            update(case.case_id, CaseStatus.DISPATCHED, 120),  # backwards
+            update("case-nope", CaseStatus.CLOSED, 130),
+            StatusUpdate(update_id="m", case_id=case.case_id, status=CaseStatus.MERGED, at=at(140)),
+        ]
+    )
+    assert again == []
+    assert [r.reason for r in rejected] == ["bad_transition", "unknown_case", "no_merge_target"]
+    stored = eng.store.get(case.case_id)
+    assert stored is not None and (stored.status, stored.version) == (CaseStatus.ON_SITE, 2)
+
+
+def test_routing_picks_the_owner_by_category_and_grid() -> None:
+    cfg = config(
+        routing={
+            "rules": [
+                {
+                    "category": "illegal_stall",
+                    "grid": "micro-071",
+                    "owner": "市场监管所",
+                    "urgency": 2,
+                },
+            ],
+            "urgency": {"piled_goods": 4},
+        }
+    )
+    eng = engine(cfg)
+    near_school = GridRef(large="town-01", micro="micro-071")
+    elsewhere = GridRef(large="town-01", micro="micro-072")
+    a = eng.on_alerts([sighting(0, "c1", "p1", category="illegal_stall", grids=near_school)])[
+        0
+    ].case
+    b = eng.on_alerts([sighting(0, "c2", "p2", category="illegal_stall", grids=elsewhere)])[0].case
+    c = eng.on_alerts([sighting(0, "c3", "p3", category="piled_goods")])[0].case
+    d = eng.on_alerts([sighting(0, "c4", "p4", category="something_new")])[0].case
+    assert a.route and (a.route.owner, a.route.urgency) == ("市场监管所", 2)
+    assert b.route and (b.route.owner, b.route.assisting, b.route.urgency) == (
+        "城管中队",
+        ("市场监管所",),
+        3,
+    )
+    assert c.route and (c.route.owner, c.route.urgency) == ("城管中队", 4)
+    assert d.route and (d.route.owner, d.route.matched) == ("联勤联动中心", "default")
+
+
+def test_sla_warnings_come_once_each_at_the_right_time() -> None:
+    clock = Clock(at(0))
+    eng = engine(clock=clock)
+    case = eng.on_alerts([sighting(0, "cam-east", "corner-cam-east")])[0].case
+    seen: list[CaseEvent] = []
+    for minute in range(0, 70):
+        clock.now = at(minute * 60)
+        for _ in range(2):  # a second tick at the same time emits nothing more
+            seen.extend(eng.tick())
+        if minute == 9:
+            eng.on_updates([update(case.case_id, CaseStatus.DISPATCHED, minute * 60)])
+    got = [(e.stage, e.type, e.emitted_at) for e in seen]
+    assert got == [
+        (SlaStage.DISPATCH, CaseEventType.SLA_YELLOW, at(8 * 60)),  # 80% of 10 min
+        (SlaStage.ON_SITE, CaseEventType.SLA_YELLOW, at(48 * 60)),  # 80% of 60 min
+        (SlaStage.ON_SITE, CaseEventType.SLA_RED, at(60 * 60)),
+    ]
+    final = eng.store.get(case.case_id)
+    assert final is not None
+    levels = {c.stage: c.level for c in final.sla}
+    assert levels[SlaStage.DISPATCH] is SlaLevel.YELLOW and levels[SlaStage.ON_SITE] is SlaLevel.RED
+    assert [e.version for e in seen] == sorted({e.version for e in seen})
+
+
+def test_two_workers_on_one_store_never_fork_a_case(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cases.db'}"
+    a, b = engine(url=url), engine(url=url)
+    case = a.on_alerts([sighting(0, "cam-east", "corner-cam-east")])[0].case
+    b.on_updates([update(case.case_id, CaseStatus.DISPATCHED, 30)])  # a's cached head is stale now
+    events = a.on_alerts([sighting(60, "cam-west", "corner-cam-west")])
+    assert [e.version for e in events] == [3]
+    assert events[0].case.status is CaseStatus.DISPATCHED and events[0].case.alert_count == 2
+    assert a.stats.conflicts == 1
+    # the other worker sees the same head
+    b_events = b.on_alerts([sighting(90, "wl-0001", "corner-drain", kind=SourceKind.SENSOR)])
+    assert [e.version for e in b_events] == [4]
+
+
+def test_replay_times_are_alert_times_not_the_clock() -> None:
+    cfg = config()
+    early = CaseEngine.from_config(cfg, open_store("sqlite://:memory:"), Clock(at(0)))
+    late = CaseEngine.from_config(
+        cfg, open_store("sqlite://:memory:"), Clock(datetime(2030, 1, 1, tzinfo=UTC))
+    )
+    stream = three_sources()
+    assert [e.case for e in early.on_alerts(stream)] == [e.case for e in late.on_alerts(stream)]
