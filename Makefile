@@ -28,6 +28,7 @@ bench: setup-test
 	$(VENV)/python -m bench.edge_path
 	$(VENV)/python -m bench.gating
 	$(VENV)/python -m bench.sensors
+	$(VENV)/python -m bench.dispatch
 
 docs:
 	$(VENV)/streetwatch docs --write docs

@@ -1,0 +1,63 @@
+"""A faust agent that only forwards each message: the framework's own ceiling.
+
+    python -m bench.faust_forward BOOTSTRAP IN_TOPIC OUT_TOPIC APP_ID PARTITIONS
+
+Consumes like the dispatch worker (``take_events`` batches, the same broker
+settings) and produces one message per input through the faust producer,
+without parsing, folding or storing anything. ``bench.dispatch`` runs it
+side by side with the real worker so the share of faust itself is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import faust
+
+from pipeline.app import BATCH, BATCH_WITHIN_S
+
+
+def forward_app(bootstrap: str, inp: str, out: str, app_id: str, partitions: int) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=partitions,
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_batch_size=512 * 1024,
+        producer_linger=0.005,
+        stream_buffer_maxsize=4 * BATCH,
+        broker_max_poll_records=BATCH,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        datadir=f"/tmp/{app_id}",
+    )
+    source = app.topic(inp, key_serializer="raw", value_serializer="raw", partitions=partitions)
+
+    @app.agent(source)
+    async def forward(stream: Any) -> None:
+        pending: set[asyncio.Future[Any]] = set()
+        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+            futures = [
+                await app.producer.send(
+                    out, e.key, e.value, partition=None, timestamp=None, headers=None
+                )
+                for e in batch
+            ]
+            acked = asyncio.ensure_future(asyncio.gather(*futures))
+            pending.add(acked)
+            acked.add_done_callback(pending.discard)
+
+    return app
+
+
+if __name__ == "__main__":
+    bootstrap, inp, out, app_id, partitions = sys.argv[1:6]
+    app = forward_app(bootstrap, inp, out, app_id, int(partitions))
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
