@@ -547,3 +547,31 @@ def test_a_batch_of_500_is_one_quick_transaction(store: CaseStore) -> None:
         f"500 updates {500 / updated:.0f} changes/s"
     )
     assert opened < 5 and updated < 5
+
+
+def _open_in_lockstep(folder: str, rounds: int, barrier: Barrier, out: Queue[str]) -> None:
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            open_store(f"sqlite:///{folder}/round-{r}.db").close()
+            out.put("ok")
+        except StoreError as exc:
+            out.put(str(exc))
+
+
+def test_workers_starting_together_all_open_a_new_sqlite_file(tmp_path: Path) -> None:
+    """Switching a new file to WAL takes it exclusively; the others wait, never fail."""
+    ctx = multiprocessing.get_context("spawn")
+    rounds, procs = 30, 4
+    barrier = ctx.Barrier(procs)
+    out: Queue[str] = ctx.Queue()
+    workers = [
+        ctx.Process(target=_open_in_lockstep, args=(str(tmp_path), rounds, barrier, out))
+        for _ in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    results = [out.get(timeout=120) for _ in range(rounds * procs)]
+    for w in workers:
+        w.join(30)
+    assert [r for r in results if r != "ok"] == []

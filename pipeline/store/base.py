@@ -131,6 +131,80 @@ class CaseStore(ABC):
         self.close()
 
 
+class SqlReads(CaseStore):
+    """The read methods, written once for both SQL dialects.
+
+    A backend gives ``_rows`` and its dialect: the parameter placeholder, how
+    to read a JSON body as text, how to test "not published", and how a time
+    is passed as a parameter.
+    """
+
+    PH = "?"
+    BODY = "body"
+    NOT_PUBLISHED = "published = 0"
+
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    @abstractmethod
+    def _time(self, dt: datetime, what: str) -> Any: ...
+
+    def _bodies(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
+        """Run ``sql`` with ``{p}`` for placeholders and ``{body}`` for the JSON text."""
+        rows = self._rows(sql.format(p=self.PH, body=self.BODY), params)
+        return [r[0] for r in rows]
+
+    def head(self, case_key: str) -> Case | None:
+        rows = self._bodies(
+            "SELECT c.{body} FROM heads AS h JOIN cases AS c ON c.case_id = h.case_id "
+            "WHERE h.case_key = {p}",
+            (case_key,),
+        )
+        return Case.model_validate_json(rows[0]) if rows else None
+
+    def get(self, case_id: str) -> Case | None:
+        rows = self._bodies("SELECT {body} FROM cases WHERE case_id = {p}", (case_id,))
+        return Case.model_validate_json(rows[0]) if rows else None
+
+    def has_cause(self, case_id: str, cause_id: str) -> bool:
+        sql = "SELECT 1 FROM events WHERE case_id = {p} AND cause_id = {p} LIMIT 1"
+        return bool(self._rows(sql.format(p=self.PH), (case_id, cause_id)))
+
+    def unpublished(self, older_than: datetime, limit: int) -> list[CaseEvent]:
+        rows = self._bodies(
+            f"SELECT {{body}} FROM events WHERE {self.NOT_PUBLISHED} AND emitted_at < {{p}} "
+            "ORDER BY emitted_at, case_id, version LIMIT {p}",
+            (self._time(older_than, "older_than"), limit),
+        )
+        return [CaseEvent.model_validate_json(r) for r in rows]
+
+    def due_sla(self, now: datetime, limit: int) -> list[Case]:
+        rows = self._bodies(
+            "SELECT {body} FROM cases WHERE next_sla_at IS NOT NULL AND next_sla_at <= {p} "
+            "ORDER BY next_sla_at, case_id LIMIT {p}",
+            (self._time(now, "now"), limit),
+        )
+        return [Case.model_validate_json(r) for r in rows]
+
+    def cases_filed_between(self, since: datetime, until: datetime) -> list[Case]:
+        rows = self._bodies(
+            "SELECT {body} FROM cases WHERE filed_at >= {p} AND filed_at < {p} "
+            "ORDER BY filed_at, case_id",
+            (self._time(since, "since"), self._time(until, "until")),
+        )
+        return [Case.model_validate_json(r) for r in rows]
+
+    def all_cases(self) -> list[Case]:
+        rows = self._bodies("SELECT {body} FROM cases ORDER BY filed_at, case_id")
+        return [Case.model_validate_json(r) for r in rows]
+
+    def events_for(self, case_id: str) -> list[CaseEvent]:
+        rows = self._bodies(
+            "SELECT {body} FROM events WHERE case_id = {p} ORDER BY version", (case_id,)
+        )
+        return [CaseEvent.model_validate_json(r) for r in rows]
+
+
 # -- commit planning, shared by the backends ----------------------------------
 
 

@@ -23,9 +23,9 @@ from psycopg import errors
 from pipeline.cloudevents import event_json
 from pipeline.store.base import (
     SCHEMA_VERSION,
-    CaseStore,
     Change,
     Head,
+    SqlReads,
     StoreError,
     canonical_dump,
     check_change,
@@ -174,7 +174,11 @@ def columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-class PostgresCaseStore(CaseStore):
+class PostgresCaseStore(SqlReads):
+    PH = "%s"
+    BODY = "body::text"
+    NOT_PUBLISHED = "NOT published"
+
     def __init__(self, url: str, connect_timeout_s: float = 10.0) -> None:
         self.url = url
         try:
@@ -223,61 +227,8 @@ class PostgresCaseStore(CaseStore):
                 time.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
 
-    # -- reads ------------------------------------------------------------------
-
-    def head(self, case_key: str) -> Case | None:
-        rows = self._rows(
-            "SELECT c.body::text FROM heads AS h JOIN cases AS c ON c.case_id = h.case_id "
-            "WHERE h.case_key = %s",
-            (case_key,),
-        )
-        return Case.model_validate_json(rows[0][0]) if rows else None
-
-    def get(self, case_id: str) -> Case | None:
-        rows = self._rows("SELECT body::text FROM cases WHERE case_id = %s", (case_id,))
-        return Case.model_validate_json(rows[0][0]) if rows else None
-
-    def has_cause(self, case_id: str, cause_id: str) -> bool:
-        return bool(
-            self._rows(
-                "SELECT 1 FROM events WHERE case_id = %s AND cause_id = %s LIMIT 1",
-                (case_id, cause_id),
-            )
-        )
-
-    def unpublished(self, older_than: datetime, limit: int) -> list[CaseEvent]:
-        rows = self._rows(
-            "SELECT body::text FROM events WHERE NOT published AND emitted_at < %s "
-            "ORDER BY emitted_at, case_id, version LIMIT %s",
-            (require_aware(older_than, "older_than"), limit),
-        )
-        return [CaseEvent.model_validate_json(r[0]) for r in rows]
-
-    def due_sla(self, now: datetime, limit: int) -> list[Case]:
-        rows = self._rows(
-            "SELECT body::text FROM cases WHERE next_sla_at IS NOT NULL AND next_sla_at <= %s "
-            "ORDER BY next_sla_at, case_id LIMIT %s",
-            (require_aware(now, "now"), limit),
-        )
-        return [Case.model_validate_json(r[0]) for r in rows]
-
-    def cases_filed_between(self, since: datetime, until: datetime) -> list[Case]:
-        rows = self._rows(
-            "SELECT body::text FROM cases WHERE filed_at >= %s AND filed_at < %s "
-            "ORDER BY filed_at, case_id",
-            (require_aware(since, "since"), require_aware(until, "until")),
-        )
-        return [Case.model_validate_json(r[0]) for r in rows]
-
-    def all_cases(self) -> list[Case]:
-        rows = self._rows("SELECT body::text FROM cases ORDER BY filed_at, case_id")
-        return [Case.model_validate_json(r[0]) for r in rows]
-
-    def events_for(self, case_id: str) -> list[CaseEvent]:
-        rows = self._rows(
-            "SELECT body::text FROM events WHERE case_id = %s ORDER BY version", (case_id,)
-        )
-        return [CaseEvent.model_validate_json(r[0]) for r in rows]
+    def _time(self, dt: datetime, what: str) -> Any:
+        return require_aware(dt, what)
 
     def dump(self) -> dict[str, Any]:
         with self._lock, self._conn.transaction():
