@@ -16,27 +16,11 @@ from typing import Any
 
 import faust
 
-from pipeline.app import BATCH, BATCH_WITHIN_S
+from pipeline.app import BATCH, BATCH_WITHIN_S, faust_settings
 
 
 def forward_app(bootstrap: str, inp: str, out: str, app_id: str, partitions: int) -> faust.App:
-    app = faust.App(
-        app_id,
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        topic_partitions=partitions,
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_max_batch_size=512 * 1024,
-        producer_linger=0.005,
-        stream_buffer_maxsize=4 * BATCH,
-        broker_max_poll_records=BATCH,
-        consumer_max_fetch_size=8 * 1024 * 1024,
-        datadir=f"/tmp/{app_id}",
-    )
+    app = faust.App(app_id, **faust_settings(bootstrap, partitions, 6.0), datadir=f"/tmp/{app_id}")
     source = app.topic(inp, key_serializer="raw", value_serializer="raw", partitions=partitions)
 
     @app.agent(source)

@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from pydantic import ValidationError
@@ -33,9 +33,10 @@ from pipeline.case_engine import CaseEngine, Clock, utc_now
 from pipeline.cloudevents import case_event_bytes
 from pipeline.store import open_store
 from streetwatch.config import Config
-from streetwatch.records import Alert, CaseEvent, CaseEventType, StatusUpdate
+from streetwatch.records import Alert, CaseEvent, CaseEventType, Record, StatusUpdate
 
 log = logging.getLogger("streetwatch.dispatch")
+R = TypeVar("R", bound=Record)
 
 BATCH = 2000
 BATCH_WITHIN_S = 0.05
@@ -48,27 +49,34 @@ def _problem(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
 
 
+def faust_settings(bootstrap: str, partitions: int, session_timeout_s: float) -> dict[str, Any]:
+    """The worker's faust settings (also used by the benchmark's forward-only agent)."""
+    return {
+        "broker": f"kafka://{bootstrap}",
+        "store": "memory://",
+        "web_enabled": False,
+        "topic_partitions": partitions,
+        "topic_replication_factor": 1,
+        "broker_session_timeout": session_timeout_s,
+        "broker_heartbeat_interval": max(1.0, session_timeout_s / 6),
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        # case events are 2-8 KiB: batches of 16 KiB (the default) would carry a
+        # handful each; a short linger lets one request carry a folded batch
+        "producer_max_batch_size": 512 * 1024,
+        "producer_linger": 0.005,
+        "stream_buffer_maxsize": 4 * BATCH,
+        "broker_max_poll_records": BATCH,
+        "consumer_max_fetch_size": 8 * 1024 * 1024,
+    }
+
+
 def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
     kafka, disp = cfg.kafka, cfg.dispatch
     app = faust.App(
         disp.app_id,
-        broker=f"kafka://{kafka.bootstrap}",
-        store="memory://",
+        **faust_settings(kafka.bootstrap, kafka.partitions, disp.session_timeout_s),
         datadir=str(Path(disp.datadir)),
-        web_enabled=False,
-        topic_partitions=kafka.partitions,
-        topic_replication_factor=1,
-        broker_session_timeout=disp.session_timeout_s,
-        broker_heartbeat_interval=max(1.0, disp.session_timeout_s / 6),
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        # case events are 2-8 KiB: batches of 16 KiB (the default) would carry a
-        # handful each; a short linger lets one request carry a folded batch
-        producer_max_batch_size=512 * 1024,
-        producer_linger=0.005,
-        stream_buffer_maxsize=4 * BATCH,
-        broker_max_poll_records=BATCH,
-        consumer_max_fetch_size=8 * 1024 * 1024,
     )
 
     def topic(name: str) -> Any:
@@ -129,28 +137,27 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
         log.error("event=input_rejected key=%r reason=%s", key, reason)
         await dead.send(key=key, value=value, headers={"reason": reason.encode()})
 
+    async def readable(batch: Sequence[Any], model: type[R], what: str) -> list[R]:
+        """The batch's records; the unreadable ones go to the dead letters."""
+        good: list[R] = []
+        for event in batch:
+            try:
+                good.append(model.model_validate_json(event.value))
+            except ValidationError as exc:
+                await reject(event.key, event.value, f"invalid {what}: {_problem(exc)}")
+        return good
+
     @app.agent(alerts)
     async def fold_alerts(stream: Any) -> None:
         async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good: list[Alert] = []
-            for event in batch:
-                try:
-                    good.append(Alert.model_validate_json(event.value))
-                except ValidationError as exc:
-                    await reject(event.key, event.value, f"invalid alert: {_problem(exc)}")
+            good = await readable(batch, Alert, "alert")
             async with lock:
-                committed = engine.on_alerts(good)
-                await publish(committed)
+                await publish(engine.on_alerts(good))
 
     @app.agent(status)
     async def move_cases(stream: Any) -> None:
         async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good: list[StatusUpdate] = []
-            for event in batch:
-                try:
-                    good.append(StatusUpdate.model_validate_json(event.value))
-                except ValidationError as exc:
-                    await reject(event.key, event.value, f"invalid status update: {_problem(exc)}")
+            good = await readable(batch, StatusUpdate, "status update")
             async with lock:
                 committed, rejected = engine.on_updates(good)
                 await publish(committed)
