@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--note", default="")
     st.add_argument("--merged-into", help="target case, for status merged")
 
+    sy = sub.add_parser(
+        "store-sync", help="keep another case store (a read model) from the dispatch topic"
+    )
+    sy.add_argument("--config", type=Path, required=True)
+    sy.add_argument("--to", required=True, help="target store url, e.g. postgresql://...")
+    sy.add_argument("--group", default="streetwatch-store-sync", help="Kafka consumer group")
+
     rep = sub.add_parser("report", help="reports from the case store: hotspots, SLA")
     rep.add_argument("kind", choices=["hotspots", "sla"])
     rep.add_argument("--config", type=Path, required=True)
@@ -180,6 +187,18 @@ async def _open311(cfg: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await run_bridge(cfg, stop)
+    return 0
+
+
+async def _store_sync(cfg: Config, target: str, group: str) -> int:
+    from pipeline.store_sync import sync_store
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stats = await sync_store(cfg, target, stop, group)
+    print(f"{stats.events} case event(s) read, {stats.changed} changed the store")
     return 0
 
 
@@ -286,6 +305,8 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(_status(cfg, args))
         if args.command == "report":
             return _report(cfg, args)
+        if args.command == "store-sync":
+            return asyncio.run(_store_sync(cfg, args.to, args.group))
     except ConfigError as exc:
         print(f"streetwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG

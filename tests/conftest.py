@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = start_postgres()
     except PostgresUnavailable as exc:
+        if os.environ.get("CI"):  # CI's setup installs it: missing there is a failure
+            raise
         pytest.skip(str(exc))
     yield server
     server.stop()

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -23,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from edge.alert_sink import ensure_topics
 from pipeline.status_topic import publish_updates
 from pipeline.store import open_store
+from pipeline.store_sync import SyncStats, sync_store
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, parse_config
 from streetwatch.records import (
@@ -36,6 +38,7 @@ from streetwatch.records import (
 )
 from streetwatch.sites import site_map
 from tests.kafka_helpers import Topic, dispatch_worker
+from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +202,7 @@ async def test_one_corner_one_case_reopened_then_a_new_linked_case(
 
 
 async def test_a_replayed_alert_stream_gives_identical_cases(
-    tansu: RunningBroker, tmp_path: Path
+    tansu: RunningBroker, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
     cfg = pipeline_config(tmp_path, tansu)
     await ensure_topics(cfg.kafka)
@@ -242,6 +245,38 @@ async def test_a_replayed_alert_stream_gives_identical_cases(
     assert len({json_case_id(c) for _, c in runs[0]}) == 1
     assert runs[0] == runs[1]
 
+    # a PostgreSQL read model kept from the first run's dispatch topic holds what
+    # the worker's SQLite store holds
+    target = postgres_server.create_database(f"sync_{uuid.uuid4().hex[:8]}")
+    sync_cfg = cfg.model_copy(
+        update={
+            "kafka": cfg.kafka.model_copy(
+                update={"dispatch_topic": f"{cfg.kafka.dispatch_topic}-0"}
+            )
+        }
+    )
+    stop = asyncio.Event()
+    stats = SyncStats()
+    sync = asyncio.create_task(
+        sync_store(sync_cfg, target, stop, f"sync-{uuid.uuid4().hex}", stats)
+    )
+    await wait_until(lambda: stats.events >= len(alerts))
+    stop.set()
+    await sync
+    with (
+        open_store(f"sqlite:///{tmp_path / 'replay-0.db'}") as worker_store,
+        open_store(target) as read_model,
+    ):
+        assert contents(read_model.dump()) == contents(worker_store.dump())
+
+
+def contents(dump: dict[str, Any]) -> dict[str, Any]:
+    """Cases, heads and event bodies; whether an event was published yet may differ."""
+    events = {
+        k: {f: v for f, v in e.items() if f != "published"} for k, e in dump["events"].items()
+    }
+    return {"cases": dump["cases"], "heads": dump["heads"], "events": events}
+
 
 def json_case_id(case_json: str) -> str:
     return str(json.loads(case_json)["case_id"])
@@ -280,9 +315,17 @@ async def run_workers(
             if kill_after is None:
                 await send_alerts(cfg, alerts)
             else:
+                # both workers in the group, the partitions split between them
+                logs = [tmp / f"w{n}-{cfg.dispatch.app_id}.log" for n in range(workers)]
+                await wait_until(
+                    lambda: all(b"_on_partitions_assigned" in log.read_bytes() for log in logs)
+                )
+                await asyncio.sleep(cfg.dispatch.session_timeout_s)  # the group settles
                 await send_alerts(cfg, alerts[:kill_after])
-                # wait until both workers produced something, then kill one mid-stream
-                await wait_until(lambda: len(dispatch.messages) > kill_after // 4)
+                # both published cases: each owns some sites; then kill one mid-stream
+                await wait_until(
+                    lambda: all(b"event=cases_published" in log.read_bytes() for log in logs)
+                )
                 send = asyncio.create_task(send_alerts(cfg, alerts[kill_after:]))
                 await asyncio.sleep(0.5)
                 os.kill(procs[0].proc.pid, signal.SIGKILL)
