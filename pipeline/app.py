@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ BATCH = 2000
 BATCH_WITHIN_S = 0.05
 TICK_S = 1.0
 REPUBLISH_AFTER_S = 10.0
+STATS_EVERY_S = 60.0
 
 
 def _problem(exc: ValidationError) -> str:
@@ -164,11 +166,26 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
             for r in rejected:
                 await reject(r.update.case_id.encode(), r.update.to_json_bytes(), r.detail)
 
+    reported = [0.0]
+
     async def keep_time() -> None:
-        """SLA warnings due now, and events a failure left unpublished."""
+        """SLA warnings due now, events a failure left unpublished, and the counts."""
         async with lock:
             await publish(engine.tick())
             await publish(engine.unpublished(REPUBLISH_AFTER_S))
+        if time.monotonic() - reported[0] >= STATS_EVERY_S:
+            reported[0] = time.monotonic()
+            st = engine.stats
+            log.info(
+                "event=dispatch_stats alerts=%d duplicates=%d updates=%d rejected=%s "
+                "sla_events=%d conflicts=%d",
+                st.alerts,
+                st.duplicates,
+                st.updates,
+                dict(st.rejected),
+                st.sla_events,
+                st.conflicts,
+            )
 
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         engine.forget()  # heads cached for partitions another worker may own now
