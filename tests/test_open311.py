@@ -459,7 +459,10 @@ async def test_bridge_never_commits_past_an_unfiled_case(
     await stop_bridge(task, stop)
     assert server.requests == {}
     assert all(o in (None, 0) for o in (await committed(cfg)).values())
-    assert table_states(cfg) == {RequestState.POSTING: 2}  # one per partition, in flight
+    # in flight: the first case of each partition the bridge got to (once one fails, the
+    # rest of the batch is fetched again rather than tried, so it may reach only one)
+    states = table_states(cfg)
+    assert set(states) == {RequestState.POSTING} and states[RequestState.POSTING] in (1, 2)
 
     # back up: a new run files each case exactly once and commits them
     await server.up()
