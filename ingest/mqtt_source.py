@@ -168,8 +168,6 @@ class MqttSource:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self.stats.refusals += 1
-            self.stats.last_refusal = str(reason)
             log.error(
                 "event=mqtt_refused broker=%s client_id=%s user=%s reason=%r: "
                 "check [mqtt] username/password; retrying with backoff",
@@ -178,6 +176,9 @@ class MqttSource:
                 self.cfg.username,
                 str(reason),
             )
+            # counted after the log line: whoever sees the count finds the line too
+            self.stats.last_refusal = str(reason)
+            self.stats.refusals += 1
             return
         self.stats.connects += 1
         if flags.session_present:
