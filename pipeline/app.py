@@ -166,15 +166,16 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
             for r in rejected:
                 await reject(r.update.case_id.encode(), r.update.to_json_bytes(), r.detail)
 
-    reported = [0.0]
+    reported = 0.0
 
     async def keep_time() -> None:
         """SLA warnings due now, events a failure left unpublished, and the counts."""
+        nonlocal reported
         async with lock:
             await publish(engine.tick())
             await publish(engine.unpublished(REPUBLISH_AFTER_S))
-        if time.monotonic() - reported[0] >= STATS_EVERY_S:
-            reported[0] = time.monotonic()
+        if time.monotonic() - reported >= STATS_EVERY_S:
+            reported = time.monotonic()
             st = engine.stats
             log.info(
                 "event=dispatch_stats alerts=%d duplicates=%d updates=%d rejected=%s "

@@ -33,7 +33,6 @@ from streetwatch.records import (
     CaseEvent,
     CaseEventType,
     SlaLevel,
-    SlaStage,
     StatusUpdate,
 )
 from streetwatch.sites import SiteMap, site_map
@@ -129,7 +128,7 @@ class CaseEngine:
                     continue
                 case, kind = folded
                 expected = (head.case_id, head.version) if head is not None else None
-                changes.append((_event(case, kind, alert.alert_id, now), expected))
+                changes.append((CaseEvent.of_case(case, kind, alert.alert_id, now), expected))
                 keys.append(key)
                 self._heads[key] = case
             committed = self.store.commit(changes)
@@ -176,7 +175,9 @@ class CaseEngine:
             if self.store.has_cause(case.case_id, update.update_id):
                 return None  # re-delivered
             moved = apply_update(case, update, self.how.sla)
-            event = _event(moved, CaseEventType.STATUS_CHANGED, update.update_id, self.clock())
+            event = CaseEvent.of_case(
+                moved, CaseEventType.STATUS_CHANGED, update.update_id, self.clock()
+            )
             committed = self.store.commit([(event, (case.case_id, case.version))])
             self._heads.pop(case.case_key, None)
             if committed:
@@ -195,7 +196,9 @@ class CaseEngine:
             for stage, level in self.how.sla.due(case.sla, now):
                 clocks = self.how.sla.warn(current.sla, stage, level)
                 moved = current.model_copy(update={"sla": clocks, "version": current.version + 1})
-                event = _event(moved, SLA_EVENT[level], f"sla:{stage}:{level}", now, stage)
+                event = CaseEvent.of_case(
+                    moved, SLA_EVENT[level], f"sla:{stage}:{level}", now, stage
+                )
                 committed = self.store.commit([(event, (current.case_id, current.version))])
                 self._heads.pop(case.case_key, None)
                 if not committed:
@@ -209,18 +212,3 @@ class CaseEngine:
     def unpublished(self, older_than_s: float, limit: int = 1000) -> list[CaseEvent]:
         """Committed events nobody published (a worker died in between)."""
         return self.store.unpublished(self.clock() - timedelta(seconds=older_than_s), limit)
-
-
-def _event(
-    case: Case, kind: CaseEventType, cause: str, now: datetime, stage: SlaStage | None = None
-) -> CaseEvent:
-    return CaseEvent(
-        event_id=CaseEvent.make_id(case.case_id, case.version),
-        type=kind,
-        case_id=case.case_id,
-        version=case.version,
-        cause_id=cause,
-        stage=stage,
-        emitted_at=now,
-        case=case,
-    )

@@ -59,13 +59,9 @@ def attributes(event: CaseEvent, source: str) -> dict[str, object]:
     }
 
 
-def envelope(event: CaseEvent, source: str) -> dict[str, object]:
-    return {**attributes(event, source), "data": event.model_dump(mode="json")}
-
-
 def case_event_bytes(event: CaseEvent, source: str) -> bytes:
-    """The envelope as JSON: the same document as :func:`envelope`, the event
-    serialised once, straight into ``data`` (this runs once per case event)."""
+    """The CloudEvent as JSON: the attributes, and the event (serialised once, see
+    :func:`event_json`) as ``data``."""
     head = json.dumps(attributes(event, source), ensure_ascii=False)
     return f'{head[:-1]}, "data": {event_json(event)}}}'.encode()
 

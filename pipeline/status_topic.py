@@ -1,21 +1,19 @@
-"""Publishing status updates on the status topic (for the CLI, tests and bridges)."""
+"""Publishing status updates on the status topic (for the CLI, the demo and tests).
+
+The topic is created with the others (:func:`edge.alert_sink.ensure_topics`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.kafka_io import create_topics, reliable_producer, start_producer
+from edge.kafka_io import reliable_producer, start_producer
 from streetwatch.config import KafkaConfig
 from streetwatch.records import StatusUpdate
 
 
-async def publish_update(cfg: KafkaConfig, *updates: StatusUpdate) -> None:
-    await publish_updates(cfg, updates)
-
-
 async def publish_updates(cfg: KafkaConfig, updates: Sequence[StatusUpdate]) -> None:
     """Send updates keyed by case id and wait until the broker has them."""
-    await create_topics(cfg.bootstrap, (cfg.status_topic,), cfg.partitions)
     producer = reliable_producer(cfg.bootstrap)
     await start_producer(producer, cfg.bootstrap)
     try:

@@ -203,7 +203,8 @@ async def _store_sync(cfg: Config, target: str, group: str) -> int:
 
 
 async def _status(cfg: Config, args: argparse.Namespace) -> int:
-    from pipeline.status_topic import publish_update
+    from edge.alert_sink import ensure_topics
+    from pipeline.status_topic import publish_updates
 
     update = StatusUpdate(
         update_id=f"cli-{uuid.uuid4().hex}",
@@ -214,7 +215,8 @@ async def _status(cfg: Config, args: argparse.Namespace) -> int:
         note=args.note,
         merged_into=args.merged_into,
     )
-    await publish_update(cfg.kafka, update)
+    await ensure_topics(cfg.kafka)
+    await publish_updates(cfg.kafka, [update])
     print(f"{update.update_id}: {update.case_id} -> {update.status}")
     return 0
 

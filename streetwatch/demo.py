@@ -27,7 +27,7 @@ from edge.worker import EdgeWorker
 from ingest.topic_layout import TopicLayout
 from ingest.video_file import Pace
 from pipeline.dispatch_tail import case_events, describe
-from pipeline.status_topic import publish_update
+from pipeline.status_topic import publish_updates
 from streetwatch.brokers import start_mosquitto, start_tansu
 from streetwatch.config import Config
 from streetwatch.processes import Child
@@ -133,7 +133,7 @@ async def _run(
             print(describe(event), file=out, flush=True)
             if event.type is CaseEventType.OPENED:
                 # play the dispatch system: send each new case to its owner
-                await publish_update(cfg.kafka, _dispatched(event))
+                await publish_updates(cfg.kafka, [_dispatched(event)])
 
     tail_task = asyncio.create_task(tail())
     await edge.ready.wait()

@@ -354,6 +354,27 @@ class CaseEvent(Record):
     def make_id(case_id: str, version: int) -> str:
         return f"{case_id}:v{version}"
 
+    @classmethod
+    def of_case(
+        cls,
+        case: Case,
+        kind: CaseEventType,
+        cause: str,
+        at: datetime,
+        stage: SlaStage | None = None,
+    ) -> CaseEvent:
+        """The event that leaves ``case`` at its version."""
+        return cls(
+            event_id=cls.make_id(case.case_id, case.version),
+            type=kind,
+            case_id=case.case_id,
+            version=case.version,
+            cause_id=cause,
+            stage=stage,
+            emitted_at=at,
+            case=case,
+        )
+
 
 class StatusUpdate(Record):
     """A status change from the dispatch system (or the review workbench)."""

@@ -102,15 +102,7 @@ def event(
     kind: CaseEventType = CaseEventType.UPDATED,
     emitted: datetime | None = None,
 ) -> CaseEvent:
-    return CaseEvent(
-        event_id=CaseEvent.make_id(case.case_id, case.version),
-        type=kind,
-        case_id=case.case_id,
-        version=case.version,
-        cause_id=cause,
-        emitted_at=emitted or case.last_seen,
-        case=case,
-    )
+    return CaseEvent.of_case(case, kind, cause, emitted or case.last_seen)
 
 
 def first(case: Case, cause: str = "a1") -> Change:
