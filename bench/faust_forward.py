@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from pipeline.app import BATCH, BATCH_WITHIN_S, faust_settings
+from pipeline.app import BATCH, BATCH_WITHIN_S, faust_settings, quiet_worker
 
 
 def forward_app(bootstrap: str, inp: str, out: str, app_id: str, partitions: int) -> faust.App:
@@ -43,5 +43,4 @@ def forward_app(bootstrap: str, inp: str, out: str, app_id: str, partitions: int
 if __name__ == "__main__":
     bootstrap, inp, out, app_id, partitions = sys.argv[1:6]
     app = forward_app(bootstrap, inp, out, app_id, int(partitions))
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    quiet_worker(app, "WARNING").execute_from_commandline()

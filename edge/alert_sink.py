@@ -78,21 +78,21 @@ class KafkaAlertSink:
 
 @dataclass
 class RecordingSink:
-    """Passes alerts to another sink and remembers the ids it published.
+    """Passes alerts to another sink and remembers the alerts it published, by id.
 
     Lets a supervisor (the demo, tests) tell when every alert it sent has
     reached the dispatch topic. Unbounded: not for long-running workers.
     """
 
     inner: AlertSink
-    published: set[str] = field(default_factory=set)
+    published: dict[str, Alert] = field(default_factory=dict)
 
     async def start(self) -> None:
         await self.inner.start()
 
     async def publish(self, alert: Alert) -> None:
         await self.inner.publish(alert)
-        self.published.add(alert.alert_id)
+        self.published[alert.alert_id] = alert
 
     async def stop(self) -> None:
         await self.inner.stop()

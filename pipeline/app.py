@@ -4,8 +4,9 @@
   the :class:`~pipeline.case_engine.CaseEngine`, and publishes the committed
   case events on the dispatch topic as CloudEvents, keyed by case id.
 - ``move_cases`` takes :class:`StatusUpdate`s from the dispatch system.
-- A timer emits SLA warnings and publishes any committed event a dead worker
-  left unpublished.
+- A timer emits SLA warnings, publishes the changes held back for
+  ``[dedup] coalesce_s`` (see :mod:`pipeline.case_engine`), and publishes any
+  committed event a dead worker left unpublished.
 
 The case store is the state, not a faust table: each batch is committed to
 the store before it is published, and faust commits the input offsets only
@@ -169,19 +170,23 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
     reported = 0.0
 
     async def keep_time() -> None:
-        """SLA warnings due now, events a failure left unpublished, and the counts."""
+        """SLA warnings due now, held changes, events a failure left unpublished, the counts."""
         nonlocal reported
         async with lock:
             await publish(engine.tick())
+            if engine.coalesce_s > 0:
+                await publish(engine.release_held())
             await publish(engine.unpublished(REPUBLISH_AFTER_S))
         if time.monotonic() - reported >= STATS_EVERY_S:
             reported = time.monotonic()
             st = engine.stats
             log.info(
-                "event=dispatch_stats alerts=%d duplicates=%d updates=%d rejected=%s "
-                "sla_events=%d conflicts=%d",
+                "event=dispatch_stats alerts=%d duplicates=%d held=%d released=%d updates=%d "
+                "rejected=%s sla_events=%d conflicts=%d",
                 st.alerts,
                 st.duplicates,
+                st.held,
+                st.released,
                 st.updates,
                 dict(st.rejected),
                 st.sla_events,
@@ -200,5 +205,17 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
 def run_worker(cfg: Config, loglevel: str = "WARNING") -> None:
     """Run the dispatch worker in this process until SIGINT/SIGTERM."""
     app = create_app(cfg)
+    quiet_worker(app, loglevel).execute_from_commandline()
+
+
+def quiet_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """A faust worker without the terminal spinner.
+
+    At WARNING and above faust shows a spinner that turns on every log record,
+    and for that it sets the root logger to DEBUG: every debug call of faust,
+    mode and aiokafka (one per produced message) then builds a record only for
+    the handlers to drop it.
+    """
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    worker.spinner = None
+    return worker

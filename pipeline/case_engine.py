@@ -8,6 +8,13 @@ from the fresh head. Only committed events are returned, for publishing;
 they wait in the store's outbox until published, so a crash between commit
 and publish loses nothing (:meth:`CaseEngine.unpublished`).
 
+With ``coalesce_s`` > 0, an alert that only adds to what its case shows
+(:func:`pipeline.dedup.noteworthy`) moves the case without an event: the
+change is *held*, and published with the case's next noteworthy change or
+by :meth:`CaseEngine.release_held` once it has waited ``coalesce_s``. The
+case's version still grows with every change, so the event of a held
+version, whenever it is published, has the same id and the same case.
+
 Used by the faust dispatch worker (:mod:`pipeline.app`) and, with an
 in-memory SQLite store, by ``streetwatch replay``.
 """
@@ -20,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pipeline.dedup import Folding, fold
+from pipeline.dedup import Folding, fold, noteworthy
 from pipeline.lifecycle import TransitionError, apply_update
 from pipeline.routing import Router
 from pipeline.sla import SlaPolicy
@@ -42,6 +49,7 @@ log = logging.getLogger("streetwatch.cases")
 Clock = Callable[[], datetime]
 MAX_ATTEMPTS = 5
 HEAD_CACHE = 100_000
+COALESCED = "coalesced"  # the cause of an event that publishes held changes
 SLA_EVENT = {SlaLevel.YELLOW: CaseEventType.SLA_YELLOW, SlaLevel.RED: CaseEventType.SLA_RED}
 
 
@@ -66,6 +74,8 @@ class EngineStats:
     updates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     sla_events: int = 0
+    held: int = 0
+    released: int = 0
 
 
 class CaseEngine:
@@ -75,11 +85,13 @@ class CaseEngine:
         sites: SiteMap,
         how: Folding,
         clock: Clock = utc_now,
+        coalesce_s: float = 0.0,
     ) -> None:
         self.store = store
         self.sites = sites
         self.how = how
         self.clock = clock
+        self.coalesce_s = coalesce_s
         self.stats = EngineStats()
         self._heads: dict[str, Case | None] = {}
 
@@ -91,7 +103,7 @@ class CaseEngine:
             sla=SlaPolicy(cfg.sla, calendar),
             reopen_within=timedelta(seconds=cfg.dedup.reopen_within_s),
         )
-        return cls(store, site_map(cfg), how, clock)
+        return cls(store, site_map(cfg), how, clock, cfg.dedup.coalesce_s)
 
     # -- alerts ---------------------------------------------------------------
 
@@ -127,16 +139,30 @@ class CaseEngine:
                     self.stats.duplicates += 1
                     continue
                 case, kind = folded
-                expected = (head.case_id, head.version) if head is not None else None
-                changes.append((CaseEvent.of_case(case, kind, alert.alert_id, now), expected))
+                expected = None
+                held = False
+                if head is not None:
+                    expected = (head.case_id, head.version)
+                    held = (
+                        self.coalesce_s > 0
+                        and kind is CaseEventType.UPDATED
+                        and not noteworthy(head, case)
+                    )
+                event = CaseEvent.of_case(case, kind, alert.alert_id, now)
+                changes.append(Change(event, expected, held))
                 keys.append(key)
                 self._heads[key] = case
             committed = self.store.commit(changes)
-            out.extend(committed)
+            done = {e.event_id for e in committed}
+            for change in changes:
+                if change.event.event_id in done:
+                    if change.held:
+                        self.stats.held += 1
+                    else:
+                        out.append(change.event)
             if len(committed) == len(changes):
                 return out
-            done = {e.event_id for e in committed}
-            lost = {k for k, (e, _) in zip(keys, changes, strict=True) if e.event_id not in done}
+            lost = {k for k, c in zip(keys, changes, strict=True) if c.event.event_id not in done}
             self.stats.conflicts += len(lost)
             for key in lost:
                 self._heads.pop(key, None)
@@ -178,7 +204,7 @@ class CaseEngine:
             event = CaseEvent.of_case(
                 moved, CaseEventType.STATUS_CHANGED, update.update_id, self.clock()
             )
-            committed = self.store.commit([(event, (case.case_id, case.version))])
+            committed = self.store.commit([Change(event, (case.case_id, case.version))])
             self._heads.pop(case.case_key, None)
             if committed:
                 return committed[0]
@@ -199,7 +225,7 @@ class CaseEngine:
                 event = CaseEvent.of_case(
                     moved, SLA_EVENT[level], f"sla:{stage}:{level}", now, stage
                 )
-                committed = self.store.commit([(event, (current.case_id, current.version))])
+                committed = self.store.commit([Change(event, (current.case_id, current.version))])
                 self._heads.pop(case.case_key, None)
                 if not committed:
                     self.stats.conflicts += 1
@@ -208,6 +234,15 @@ class CaseEngine:
                 current = moved
         self.stats.sla_events += len(out)
         return out
+
+    def release_held(self, limit: int = 1000) -> list[CaseEvent]:
+        """Events for the cases whose newest change has been held ``coalesce_s`` or longer."""
+        now = self.clock()
+        cases = self.store.held(now - timedelta(seconds=self.coalesce_s), limit)
+        events = [CaseEvent.of_case(c, CaseEventType.UPDATED, COALESCED, now) for c in cases]
+        released = self.store.release(events)
+        self.stats.released += len(released)
+        return released
 
     def unpublished(self, older_than_s: float, limit: int = 1000) -> list[CaseEvent]:
         """Committed events nobody published (a worker died in between)."""

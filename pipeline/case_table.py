@@ -16,6 +16,7 @@ from streetwatch.records import Alert, Case, CaseEvent
 class CaseTable:
     def __init__(self, cfg: Config | None = None) -> None:
         self.engine = CaseEngine.from_config(cfg or Config(), open_store("sqlite://:memory:"))
+        self.engine.coalesce_s = 0.0  # a replay shows every change at once
         self.cases: dict[str, Case] = {}  # case key -> newest case
         self.events: list[CaseEvent] = []
 

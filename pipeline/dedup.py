@@ -23,6 +23,11 @@ every time used is an alert's time, so a replayed stream gives the same cases.
 
 A *cleared* alert (the condition ended) never opens a case; it marks an open
 one ``cleared_at``, and the next raised alert unmarks it.
+
+Not every absorbed alert is news: a stall watched by a camera that re-alerts
+every minute adds a count, a time and a snapshot, but nothing a dispatcher
+decides on. :func:`noteworthy` tells the two apart, so the worker can hold
+the small changes back and publish them together (``[dedup] coalesce_s``).
 """
 
 from __future__ import annotations
@@ -193,6 +198,41 @@ def reopen(case: Case, alert: Alert, how: Folding) -> Case:
             "reopen_count": case.reopen_count + 1,
             "sla": how.sla.start(at),
         }
+    )
+
+
+def noteworthy(before: Case, after: Case) -> bool:
+    """Whether absorbing an alert changed what a reviewer or dispatcher decides on.
+
+    Noteworthy: a new source or place, a new rule, a change of confidence or
+    corroboration, the condition ending or starting again, a new status. Not:
+    one more alert of a source the case has (count, last seen, the newest
+    snapshot, readings). Only the two cases decide, so a replay decides the same.
+    """
+    return (
+        after.status is not before.status
+        or after.sources.keys() != before.sources.keys()
+        or after.place_ids != before.place_ids
+        or after.rule_texts != before.rule_texts
+        or after.confidence != before.confidence
+        or after.corroborated != before.corroborated
+        or (after.cleared_at is None) != (before.cleared_at is None)
+    )
+
+
+def shows(case: Case, alert: Alert) -> bool:
+    """Whether ``case`` has ``alert`` folded in (its source's latest alert is as new).
+
+    With held changes an alert may reach the dispatch stream inside a later
+    event; a supervisor that waits for its alerts (the demo, tests) asks this of
+    the cases it saw.
+    """
+    latest = case.sources.get(source_key(alert))
+    return (
+        latest is not None
+        and latest >= alert.observed_at
+        and case.category == alert.category
+        and alert.place.place_id in case.place_ids
     )
 
 

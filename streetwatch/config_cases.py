@@ -32,6 +32,14 @@ class DedupConfig(Section):
         description="A problem back within this long after its case closed reopens the case; "
         "later it opens a new case linked to the old ones",
     )
+    coalesce_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="An alert that only adds to what a case already shows (count, last seen, "
+        "evidence, readings of a source already in it) is published with the next change, "
+        "or at most this many seconds later; 0 publishes every change at once",
+    )
 
 
 class RoutingRuleConfig(Section):

@@ -40,6 +40,15 @@ from streetwatch.config import (
     StreamConfig,
     ZoneConfig,
 )
+from streetwatch.config_cases import (
+    DedupConfig,
+    Open311Config,
+    PlaceGroupConfig,
+    RoutingConfig,
+    RoutingRuleConfig,
+    SlaConfig,
+    StoreConfig,
+)
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[edge]", EdgeConfig),
@@ -73,6 +82,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ('[[device_types.rules]] type = "low_battery"', LowBatteryConfig),
     ("[device_types.rules.flapping]", FlappingConfig),
     ("[[devices]]", DeviceConfig),
+    ("[store]", StoreConfig),
+    ("[dedup]", DedupConfig),
+    ("[[place_groups]]", PlaceGroupConfig),
+    ("[routing]", RoutingConfig),
+    ("[[routing.rules]]", RoutingRuleConfig),
+    ("[sla]", SlaConfig),
+    ("[open311]", Open311Config),
 ]
 
 INTRO = """# Configuration reference

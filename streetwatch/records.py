@@ -308,7 +308,11 @@ class Case(Record):
     )
     merged_into: str | None = Field(default=None, description="Set when status is merged")
     last_note: str = Field(default="", description="Note of the latest status update")
-    version: int = Field(ge=1, description="Grows by one with every case event")
+    version: int = Field(
+        ge=1,
+        description="Grows by one with every change; the stream may skip versions that were "
+        "held and published together ([dedup] coalesce_s)",
+    )
 
     @property
     def case_key(self) -> str:

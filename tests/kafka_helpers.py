@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from pipeline.case_engine import COALESCED
 from pipeline.cloudevents import parse_case_event
+from pipeline.dedup import shows
 from streetwatch.config import Config, KafkaConfig
 from streetwatch.processes import Child
-from streetwatch.records import CaseEvent
+from streetwatch.records import Alert, Case, CaseEvent
 
 
 class Topic:
@@ -53,6 +56,65 @@ class Topic:
                 await asyncio.sleep(0.2)
 
         await asyncio.wait_for(seen(), timeout)
+
+    def cases(self) -> dict[str, Case]:
+        """The newest version seen of each case."""
+        return newest({e.event_id: e for e in self.events()})
+
+    async def wait_for_alerts(self, alerts: Iterable[Alert], timeout: float = 90) -> None:
+        """Until every alert is in a published case (held ones come out later)."""
+        pending = list(alerts)
+
+        async def seen() -> None:
+            nonlocal pending
+            while pending:
+                cases = self.cases().values()
+                pending = [a for a in pending if not any(shows(c, a) for c in cases)]
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(seen(), timeout)
+
+    async def wait_for_counts(self, cases: int, alerts_each: int, timeout: float = 90) -> None:
+        """Until ``cases`` cases were published with ``alerts_each`` alerts folded in each
+        (held changes come out with the next change or after ``[dedup] coalesce_s``)."""
+
+        def counts() -> dict[str, int]:
+            out: dict[str, int] = {}
+            for e in self.events():
+                out[e.case_id] = max(out.get(e.case_id, 0), e.case.alert_count)
+            return out
+
+        async def seen() -> None:
+            while True:
+                now = counts()
+                if len(now) >= cases and all(n >= alerts_each for n in now.values()):
+                    return
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(seen(), timeout)
+
+
+def assert_same_cases(first: Iterable[CaseEvent], again: Iterable[CaseEvent]) -> None:
+    """Two runs over one alert stream made the same cases.
+
+    The news (every event not publishing held changes) are the same events; held
+    versions may come out in one run and not the other, but an event id that both
+    published has one content; and every case ends the same.
+    """
+    runs = [{e.event_id: e for e in first}, {e.event_id: e for e in again}]
+    news = [{i: e.case for i, e in run.items() if e.cause_id != COALESCED} for run in runs]
+    assert news[0] == news[1]
+    shared = runs[0].keys() & runs[1].keys()
+    assert all(runs[0][i].case == runs[1][i].case for i in shared)
+    assert newest(runs[0]) == newest(runs[1])
+
+
+def newest(events: Mapping[str, CaseEvent]) -> dict[str, Case]:
+    out: dict[str, Case] = {}
+    for e in events.values():
+        if e.case_id not in out or e.version > out[e.case_id].version:
+            out[e.case_id] = e.case
+    return out
 
 
 def dispatch_worker(cfg: Config, tmp: Path, name: str) -> Child:

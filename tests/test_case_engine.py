@@ -42,7 +42,8 @@ class Clock:
 
 
 def config(**extra: object) -> Config:
-    return parse_config({"places": CORNER, **extra})
+    """The corner; every change published at once unless ``dedup`` says otherwise."""
+    return parse_config({"places": CORNER, "dedup": {"coalesce_s": 0}, **extra})
 
 
 def engine(
@@ -307,3 +308,87 @@ def test_replay_times_are_alert_times_not_the_clock() -> None:
     )
     stream = three_sources()
     assert [e.case for e in early.on_alerts(stream)] == [e.case for e in late.on_alerts(stream)]
+
+
+# -- coalescing: repeats of known sources are held and published together -----------------
+
+
+def coalescing(clock: Clock, url: str = "sqlite://:memory:") -> CaseEngine:
+    return engine(config(dedup={"coalesce_s": 10}), url=url, clock=clock)
+
+
+def test_repeats_of_known_sources_are_held_and_published_once_after_coalesce_s() -> None:
+    clock = Clock(at(0))
+    eng = coalescing(clock)
+    news = eng.on_alerts(three_sources())
+    assert [e.type for e in news] == [CaseEventType.OPENED, *[CaseEventType.UPDATED] * 2]
+    case_id = news[0].case_id
+    repeats = [sighting(t, "cam-east", "corner-cam-east") for t in (30, 40, 50)]
+    assert eng.on_alerts(repeats) == []
+    assert eng.stats.held == 3
+    stored = eng.store.get(case_id)
+    assert stored is not None and (stored.alert_count, stored.version) == (6, 6)
+    assert eng.store.unpublished(at(10_000), 100) == news  # nothing held is in the outbox
+
+    clock.now = at(9)
+    assert eng.release_held() == []  # waited 9 s of 10
+    clock.now = at(10)
+    (released,) = eng.release_held()
+    assert (released.event_id, released.type, released.cause_id) == (
+        f"{case_id}:v6",
+        CaseEventType.UPDATED,
+        "coalesced",
+    )
+    assert released.case == stored
+    assert eng.release_held() == []  # once
+    assert [e.version for e in eng.store.events_for(case_id)] == [1, 2, 3, 6]
+
+
+def test_a_noteworthy_change_or_a_status_update_publishes_the_held_ones_with_it() -> None:
+    clock = Clock(at(0))
+    eng = coalescing(clock)
+    case_id = eng.on_alerts(three_sources())[0].case_id
+    assert eng.on_alerts([sighting(30, "cam-east", "corner-cam-east")]) == []
+    # a new camera at the corner is news: its event carries the held repeat too
+    (news,) = eng.on_alerts([sighting(40, "cam-north", "corner-cam-east")])
+    assert (news.version, news.case.alert_count) == (5, 5)
+    assert eng.on_alerts([sighting(50, "cam-east", "corner-cam-east")]) == []
+    events, _ = eng.on_updates([update(case_id, CaseStatus.DISPATCHED, 60)])
+    assert (events[0].version, events[0].case.alert_count) == (7, 6)
+    clock.now = at(1000)
+    assert eng.release_held() == []  # nothing left held
+
+
+def test_a_change_after_a_held_one_is_decided_on_its_own() -> None:
+    """Noteworthy compares with the case before the alert, held changes included."""
+    eng = coalescing(Clock(at(0)))
+    eng.on_alerts([sighting(10, "cam-east", "corner-cam-east")])
+    stronger = sighting(20, "cam-east", "corner-cam-east").model_copy(update={"confidence": 0.9})
+    assert eng.on_alerts([sighting(15, "cam-east", "corner-cam-east")]) == []
+    (event,) = eng.on_alerts([stronger])
+    assert event.case.confidence == pytest.approx(0.9)
+
+
+def test_held_changes_give_the_same_event_for_an_id_however_the_stream_is_batched() -> None:
+    stream = [
+        *three_sources(),
+        *[sighting(t, "cam-west", "corner-cam-west") for t in range(30, 90, 10)],
+        sighting(95, "cam-south", "corner-cam-west"),
+        *[sighting(t, "cam-east", "corner-cam-east") for t in range(100, 160, 10)],
+    ]
+    whole_clock, single_clock = Clock(at(0)), Clock(at(0))
+    whole, single = coalescing(whole_clock), coalescing(single_clock)
+    a = whole.on_alerts(stream)
+    b: list[CaseEvent] = []
+    for i, alert in enumerate(stream):  # one alert per batch, held ones released in between
+        b += single.on_alerts([alert])
+        single_clock.now = at(10 * (i + 1))
+        b += single.release_held()
+    whole_clock.now = at(1000)
+    a += whole.release_held()
+    by_id = {e.event_id: e.case for e in a}
+    shared = [e for e in b if e.event_id in by_id]
+    assert len(shared) >= 5 and all(by_id[e.event_id] == e.case for e in shared)
+    assert len(b) > len(a)  # single published more of the held versions
+    case_id = a[0].case_id
+    assert whole.store.get(case_id) == single.store.get(case_id)

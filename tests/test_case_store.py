@@ -106,11 +106,11 @@ def event(
 
 
 def first(case: Case, cause: str = "a1") -> Change:
-    return event(case, cause, CaseEventType.OPENED), None
+    return Change(event(case, cause, CaseEventType.OPENED), None)
 
 
 def after(old: Case, new: Case, cause: str) -> Change:
-    return event(new, cause), (old.case_id, old.version)
+    return Change(event(new, cause), (old.case_id, old.version))
 
 
 # -- backends -----------------------------------------------------------------
@@ -156,29 +156,29 @@ def history() -> list[Change]:
         for c in a2.sla
     )
     a3 = bump(a2, sla=clocks_y, last_seen=at(8))
-    out.append((event(a3, "sla:dispatch:yellow", CaseEventType.SLA_YELLOW), (a2.case_id, 2)))
+    out.append(Change(event(a3, "sla:dispatch:yellow", CaseEventType.SLA_YELLOW), (a2.case_id, 2)))
     met = tuple(
         c.model_copy(update={"met_at": at(9)}) if c.stage is SlaStage.DISPATCH else c
         for c in a3.sla
     )
     a4 = bump(a3, status=CaseStatus.DISPATCHED, status_at=at(9), sla=met, last_note="派单")
-    out.append((event(a4, "u1", CaseEventType.STATUS_CHANGED, at(9)), (a3.case_id, 3)))
+    out.append(Change(event(a4, "u1", CaseEventType.STATUS_CHANGED, at(9)), (a3.case_id, 3)))
     done = tuple(c.model_copy(update={"met_at": c.met_at or at(40)}) for c in a4.sla)
     a5 = bump(
         a4, status=CaseStatus.CLOSED, status_at=at(40), closed_at=at(40), sla=done, last_note="结案"
     )
-    out.append((event(a5, "u2", CaseEventType.STATUS_CHANGED, at(40)), (a4.case_id, 4)))
+    out.append(Change(event(a5, "u2", CaseEventType.STATUS_CHANGED, at(40)), (a4.case_id, 4)))
     # the problem comes back later: a new case, linked, recurrence 2
     c = make_case("s1", opening="c1", filed=at(300), recurrence=2).model_copy(
         update={"linked_case_ids": (a.case_id,)}
     )
-    out.append((event(c, "c1", CaseEventType.OPENED), (a5.case_id, a5.version)))
+    out.append(Change(event(c, "c1", CaseEventType.OPENED), (a5.case_id, a5.version)))
     # a late status update of the old case (verified after closing): not the head
     a6 = bump(a5, last_note="核查通过", status_at=at(301))
-    out.append((event(a6, "u3", CaseEventType.STATUS_CHANGED, at(301)), (a5.case_id, 5)))
+    out.append(Change(event(a6, "u3", CaseEventType.STATUS_CHANGED, at(301)), (a5.case_id, 5)))
     # an event whose times are in +08:00: stored and compared as instants
     b2 = bump(b, last_seen=at(302).astimezone(SHANGHAI), alert_count=3)
-    out.append((event(b2, "b2", emitted=at(302).astimezone(SHANGHAI)), (b.case_id, 1)))
+    out.append(Change(event(b2, "b2", emitted=at(302).astimezone(SHANGHAI)), (b.case_id, 1)))
     return out
 
 
@@ -200,6 +200,43 @@ def test_commit_writes_case_head_and_unpublished_event(store: CaseStore) -> None
     store.mark_published([written[0].event_id, "case-x:v9"])
     assert store.unpublished(at(60), 10) == []
     assert store.dump()["events"][written[0].event_id]["published"] is True
+
+
+def held(old: Case, new: Case, cause: str, emitted: datetime) -> Change:
+    return Change(event(new, cause, emitted=emitted), (old.case_id, old.version), held=True)
+
+
+def test_held_changes_wait_outside_the_outbox_until_released(store: CaseStore) -> None:
+    a = make_case()
+    store.commit([first(a)])
+    store.mark_published([f"{a.case_id}:v1"])
+    a2, a3 = bump(a, alert_count=2), bump(a, alert_count=3, version=3)
+    written = store.commit([held(a, a2, "a2", at(1)), held(a2, a3, "a3", at(2))])
+    assert [e.version for e in written] == [2, 3]  # both held, both reported
+    assert store.get(a.case_id) == a3 and store.head(a.case_key) == a3
+    assert store.unpublished(at(60), 10) == []
+    assert [e.version for e in store.events_for(a.case_id)] == [1]
+    assert store.held(at(0.5), 10) == []  # held since the first of them, at(1)
+    assert store.held(at(1), 10) == [a3]
+
+    stale = event(a2, "coalesced", emitted=at(12))  # a version the case has left
+    assert store.release([stale]) == []
+    release = event(a3, "coalesced", emitted=at(12))
+    assert store.release([release]) == [release]
+    assert store.release([release]) == []  # once
+    assert store.held(at(60), 10) == []
+    assert store.unpublished(at(60), 10) == [release]
+    assert store.dump()["events"][release.event_id]["cause_id"] == "coalesced"
+
+
+def test_a_published_change_ends_the_hold(store: CaseStore) -> None:
+    a = make_case()
+    a2, a3 = bump(a, alert_count=2), bump(a, alert_count=2, version=3, last_note="派单")
+    store.commit([first(a), held(a, a2, "a2", at(1))])
+    assert store.held(at(60), 10) == [a2]
+    assert [e.version for e in store.commit([after(a2, a3, "u1")])] == [3]
+    assert store.held(at(60), 10) == []
+    assert store.release([event(a3, "coalesced", emitted=at(12))]) == []
 
 
 def test_commit_skips_changes_whose_head_moved(store: CaseStore) -> None:
@@ -268,9 +305,9 @@ def test_inconsistent_change_is_an_error(store: CaseStore) -> None:
     a = make_case()
     broken = event(a, "a1").model_copy(update={"version": 2})
     with pytest.raises(ValueError, match="carries case"):
-        store.commit([(broken, None)])
+        store.commit([Change(broken, None)])
     with pytest.raises(ValueError, match="does not follow"):
-        store.commit([(event(bump(a), "x"), (a.case_id, 2))])
+        store.commit([Change(event(bump(a), "x"), (a.case_id, 2))])
 
 
 # -- the same stream into both backends ---------------------------------------
@@ -298,9 +335,9 @@ def test_apply_twice_or_shuffled_gives_the_committed_contents(
     changes = history()
     committed = both[0]
     committed.commit(changes)
-    committed.mark_published([e.event_id for e, _ in changes])
+    committed.mark_published([c.event.event_id for c in changes])
     want = committed.dump()
-    events = [e for e, _ in changes]
+    events = [c.event for c in changes]
     for kind in ("sqlite", "postgres"):
         for seed in range(3):
             shuffled = events[:]

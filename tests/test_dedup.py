@@ -6,13 +6,15 @@ from collections.abc import Iterable
 
 from pipeline.case_engine import CaseEngine
 from pipeline.store import open_store
-from streetwatch.config import Config
+from streetwatch.config import parse_config
 from streetwatch.records import Alert, AlertPhase, CaseEvent, CaseEventType, SourceKind
 from tests.factories import alert, at
 
 
 def engine() -> CaseEngine:
-    return CaseEngine.from_config(Config(), open_store("sqlite://:memory:"), clock=lambda: at(1000))
+    """Every change published at once (coalescing has its tests in test_case_engine)."""
+    cfg = parse_config({"dedup": {"coalesce_s": 0}})
+    return CaseEngine.from_config(cfg, open_store("sqlite://:memory:"), clock=lambda: at(1000))
 
 
 def run(alerts: Iterable[Alert], table: CaseEngine | None = None) -> list[CaseEvent]:

@@ -53,7 +53,11 @@ def test_demo_prints_cases_and_stops_cleanly(tmp_path: Path, vtest_video: Path) 
     kafka_port = re.search(r"kafka 127\.0\.0\.1:(\d+)", out)
     assert kafka_port, out
     assert re.search(r"^case opened .* illegal_parking +@ loading-bay-b", out, re.M), out
-    assert re.search(r"^case updated .* illegal_parking +@ loading-bay-b .* count 2 ", out, re.M)
+    # the van's repeat alerts update the one case (held and published together)
+    counts = re.findall(
+        r"^case updated .* illegal_parking +@ loading-bay-b .* count (\d+) ", out, re.M
+    )
+    assert counts and int(counts[-1]) >= 2, out
     assert re.search(r"^case opened .* water_level_high +@ underpass-north", out, re.M)
     assert "2 case(s)" in out and "1 illegal_parking, 1 water_level_high" in out
     assert "rejected sensor messages: {'not_json': 1}" in out

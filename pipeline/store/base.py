@@ -3,7 +3,9 @@
 The store holds the state of every case (the dispatch worker keeps no other
 state) and an outbox of case events waiting to be published:
 
-- ``cases``: one row per case, the newest version (``body`` is the case JSON);
+- ``cases``: one row per case, the newest version (``body`` is the case JSON),
+  with ``held_since`` set while that version waits to be published (a held
+  change, see :class:`Change`);
 - ``heads``: per case key (``category|site_id``) the newest case there and its
   version: the unit of optimistic concurrency;
 - ``events``: every case event, with ``published`` set once it is on the
@@ -21,17 +23,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from streetwatch.records import Case, CaseEvent
 
 Head = tuple[str, int]
 """A case id and its version."""
 
-Change = tuple[CaseEvent, Head | None]
-"""A case event and the state it was computed from (see :meth:`CaseStore.commit`)."""
 
-SCHEMA_VERSION = 1
+class Change(NamedTuple):
+    """A case event and the state it was computed from (see :meth:`CaseStore.commit`).
+
+    A *held* change moves the case without an event in the outbox: the case
+    row remembers since when its newest version waits (``held_since``), and
+    :meth:`CaseStore.release` publishes that version later, unless a newer
+    change that is not held publishes it first.
+    """
+
+    event: CaseEvent
+    expected: Head | None
+    held: bool = False
+
+
+SCHEMA_VERSION = 2
 
 
 class StoreError(Exception):
@@ -70,11 +84,25 @@ class CaseStore(ABC):
         - ``expected`` names another case (a new case replacing the head): the
           key's head is still ``expected`` and the event's case id is new.
 
-        A change that holds writes the case row, the event row (unpublished)
-        and, unless the case is an older one at its key, moves the head to
-        (case id, version). Changes that do not hold are skipped, not an
-        error. Later changes may build on earlier ones of the same batch.
-        The result keeps the order of ``changes``.
+        A change that holds writes the case row, the event row (unpublished;
+        none for a held change) and, unless the case is an older one at its
+        key, moves the head to (case id, version). Changes that do not hold
+        are skipped, not an error. Later changes may build on earlier ones of
+        the same batch. The result keeps the order of ``changes`` and includes
+        the held changes' events (which are not in the outbox).
+        """
+
+    @abstractmethod
+    def held(self, since: datetime, limit: int) -> list[Case]:
+        """Cases whose newest version has waited unpublished since ``since`` or earlier."""
+
+    @abstractmethod
+    def release(self, events: Sequence[CaseEvent]) -> list[CaseEvent]:
+        """Put events of held cases into the outbox; the ones written.
+
+        Each event must show its case at the stored version: an event is
+        written only while the case is still at that version and held, and the
+        case is no longer held after it.
         """
 
     @abstractmethod
@@ -178,6 +206,14 @@ class SqlReads(CaseStore):
         )
         return [CaseEvent.model_validate_json(r) for r in rows]
 
+    def held(self, since: datetime, limit: int) -> list[Case]:
+        rows = self._bodies(
+            "SELECT {body} FROM cases WHERE held_since IS NOT NULL AND held_since <= {p} "
+            "ORDER BY held_since, case_id LIMIT {p}",
+            (self._time(since, "since"), limit),
+        )
+        return [Case.model_validate_json(r) for r in rows]
+
     def due_sla(self, now: datetime, limit: int) -> list[Case]:
         rows = self._bodies(
             "SELECT {body} FROM cases WHERE next_sla_at IS NOT NULL AND next_sla_at <= {p} "
@@ -212,14 +248,17 @@ class SqlReads(CaseStore):
 class CommitPlan:
     """What a batch writes: the accepted events and the final rows they leave."""
 
-    events: list[CaseEvent] = field(default_factory=list)
+    events: list[CaseEvent] = field(default_factory=list)  # held ones too
+    outbox: list[CaseEvent] = field(default_factory=list)  # the events to publish
     heads: dict[str, Head] = field(default_factory=dict)  # key -> final head (changed keys)
     new_keys: set[str] = field(default_factory=set)  # keys that had no head row
     cases: dict[str, Case] = field(default_factory=dict)  # case id -> final case
+    # case id -> since when its final version waits (None: it is in the outbox)
+    held_since: dict[str, datetime | None] = field(default_factory=dict)
 
 
 def check_change(change: Change) -> None:
-    event, expected = change
+    event, expected, _ = change
     if event.case.case_id != event.case_id or event.case.version != event.version:
         raise ValueError(
             f"event {event.event_id}: carries case {event.case.case_id} v{event.case.version}, "
@@ -243,7 +282,7 @@ def plan_commit(
     cur_heads = dict(heads)
     cur_versions = dict(versions)
     plan = CommitPlan()
-    for event, expected in changes:
+    for event, expected, held in changes:
         case = event.case
         key = case.case_key
         head = cur_heads.get(key)
@@ -263,7 +302,17 @@ def plan_commit(
         cur_versions[case.case_id] = case.version
         plan.cases[case.case_id] = case
         plan.events.append(event)
+        if held:  # since the first held change that nothing published yet
+            plan.held_since[case.case_id] = plan.held_since.get(case.case_id) or event.emitted_at
+        else:
+            plan.held_since[case.case_id] = None
+            plan.outbox.append(event)
     return plan
+
+
+def check_release(event: CaseEvent) -> None:
+    check_change(Change(event, None))
+    require_aware(event.emitted_at, "emitted_at")
 
 
 # -- canonical dump -----------------------------------------------------------

@@ -29,6 +29,7 @@ from pipeline.store.base import (
     StoreError,
     canonical_dump,
     check_change,
+    check_release,
     plan_commit,
     require_aware,
 )
@@ -53,10 +54,13 @@ SCHEMA = [
         filed_at timestamptz NOT NULL,
         closed_at timestamptz,
         next_sla_at timestamptz,
-        body jsonb NOT NULL
+        body jsonb NOT NULL,
+        held_since timestamptz
     )""",
     """CREATE INDEX IF NOT EXISTS cases_next_sla ON cases (next_sla_at)
         WHERE next_sla_at IS NOT NULL""",
+    """CREATE INDEX IF NOT EXISTS cases_held ON cases (held_since)
+        WHERE held_since IS NOT NULL""",
     "CREATE INDEX IF NOT EXISTS cases_filed ON cases (filed_at)",
     """CREATE TABLE IF NOT EXISTS heads (
         case_key text COLLATE "C" PRIMARY KEY,
@@ -86,7 +90,9 @@ CASE_UPDATE = """
     case_key = excluded.case_key, category = excluded.category, site_id = excluded.site_id,
     status = excluded.status, version = excluded.version, recurrence = excluded.recurrence,
     filed_at = excluded.filed_at, closed_at = excluded.closed_at,
-    next_sla_at = excluded.next_sla_at, body = excluded.body
+    next_sla_at = excluded.next_sla_at, body = excluded.body,
+    held_since = CASE WHEN excluded.held_since IS NULL THEN NULL
+                      ELSE coalesce(cases.held_since, excluded.held_since) END
 """
 COMMIT_NEW_HEADS = """
 INSERT INTO heads (case_key, case_id, version)
@@ -100,13 +106,14 @@ FROM unnest(%b::text[], %b::text[], %b::int[]) AS u (case_key, case_id, version)
 WHERE h.case_key = u.case_key
 """
 COMMIT_CASES = f"""
-INSERT INTO cases ({CASE_COLUMNS})
+INSERT INTO cases ({CASE_COLUMNS}, held_since)
 SELECT u.case_id, u.case_key, u.category, u.site_id, u.status, u.version, u.recurrence,
-       u.filed_at, u.closed_at, u.next_sla_at, u.body::jsonb
+       u.filed_at, u.closed_at, u.next_sla_at, u.body::jsonb, u.held_since
 FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::int[],
-            %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], %b::text[])
+            %b::timestamptz[], %b::timestamptz[], %b::timestamptz[], %b::text[],
+            %b::timestamptz[])
      AS u (case_id, case_key, category, site_id, status, version, recurrence,
-           filed_at, closed_at, next_sla_at, body)
+           filed_at, closed_at, next_sla_at, body, held_since)
 ON CONFLICT (case_id) DO UPDATE SET {CASE_UPDATE}
 """
 COMMIT_EVENTS = """
@@ -121,8 +128,8 @@ VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, true)
 ON CONFLICT (event_id) DO UPDATE SET published = true WHERE NOT events.published
 """
 APPLY_CASE = f"""
-INSERT INTO cases ({CASE_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+INSERT INTO cases ({CASE_COLUMNS}, held_since)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
 ON CONFLICT (case_id) DO UPDATE SET {CASE_UPDATE}
 WHERE excluded.version > cases.version
 """
@@ -141,7 +148,15 @@ class _HeadRace(Exception):
     """Another transaction created a head this batch expected to create."""
 
 
-def case_row(case: Case) -> tuple[Any, ...]:
+RELEASE_HELD = """
+UPDATE cases AS c SET held_since = NULL
+FROM unnest(%b::text[], %b::int[]) AS u (case_id, version)
+WHERE c.case_id = u.case_id AND c.version = u.version AND c.held_since IS NOT NULL
+RETURNING c.case_id
+"""
+
+
+def case_row(case: Case, held_since: datetime | None = None) -> tuple[Any, ...]:
     return (
         case.case_id,
         case.case_key,
@@ -154,6 +169,7 @@ def case_row(case: Case) -> tuple[Any, ...]:
         case.closed_at,
         case.next_sla_at(),
         case.model_dump_json(),
+        held_since,
     )
 
 
@@ -252,8 +268,8 @@ class PostgresCaseStore(SqlReads):
         for change in changes:
             check_change(change)
             require_aware(change[0].emitted_at, "emitted_at")
-        keys = sorted({e.case.case_key for e, _ in changes})
-        ids = sorted({e.case_id for e, _ in changes})
+        keys = sorted({c.event.case.case_key for c in changes})
+        ids = sorted({c.event.case_id for c in changes})
 
         def work(conn: psycopg.Connection[Any]) -> list[CaseEvent]:
             with conn.pipeline():  # both reads in one round trip
@@ -268,7 +284,7 @@ class PostgresCaseStore(SqlReads):
             heads: dict[str, Head] = {k: (cid, v) for k, cid, v in locked.fetchall()}
             versions: dict[str, int] = dict(stored.fetchall())
             plan = plan_commit(changes, heads, versions)
-            if not plan.events:
+            if not plan.cases:
                 return []
             new = [(k, *plan.heads[k]) for k in sorted(plan.new_keys)]
             moved = [(k, *h) for k, h in sorted(plan.heads.items()) if k not in plan.new_keys]
@@ -276,11 +292,31 @@ class PostgresCaseStore(SqlReads):
                 made = conn.execute(COMMIT_NEW_HEADS, columns(new, 3)) if new else None
                 if moved:
                     conn.execute(COMMIT_MOVE_HEADS, columns(moved, 3))
-                conn.execute(COMMIT_CASES, columns([case_row(c) for c in plan.cases.values()], 11))
-                conn.execute(COMMIT_EVENTS, columns([event_row(e) for e in plan.events], 7))
+                rows = [case_row(c, plan.held_since[cid]) for cid, c in plan.cases.items()]
+                conn.execute(COMMIT_CASES, columns(rows, 12))
+                conn.execute(COMMIT_EVENTS, columns([event_row(e) for e in plan.outbox], 7))
             if made is not None and len(made.fetchall()) != len(new):
                 raise _HeadRace  # another worker created one of these heads: decide again
             return plan.events
+
+        return self._transaction(work)
+
+    def release(self, events: Sequence[CaseEvent]) -> list[CaseEvent]:
+        for event in events:
+            check_release(event)
+        if not events:
+            return []
+
+        def work(conn: psycopg.Connection[Any]) -> list[CaseEvent]:
+            freed = conn.execute(
+                RELEASE_HELD,
+                ([e.case_id for e in events], [e.version for e in events]),
+            ).fetchall()
+            ids = {r[0] for r in freed}
+            out = [e for e in events if e.case_id in ids]
+            if out:
+                conn.execute(COMMIT_EVENTS, columns([event_row(e) for e in out], 7))
+            return out
 
         return self._transaction(work)
 
@@ -290,7 +326,7 @@ class PostgresCaseStore(SqlReads):
     def apply_many(self, events: Iterable[CaseEvent]) -> int:
         batch = list(events)
         for event in batch:
-            check_change((event, None))
+            check_change(Change(event, None))
 
         def work(conn: psycopg.Connection[Any]) -> int:
             # pipelined: one round trip for the batch, row counts read at the end

@@ -26,6 +26,7 @@ from pipeline.store.base import (
     StoreError,
     canonical_dump,
     check_change,
+    check_release,
     plan_commit,
     require_aware,
 )
@@ -51,10 +52,12 @@ CREATE TABLE IF NOT EXISTS cases (
     filed_at TEXT NOT NULL,
     closed_at TEXT,
     next_sla_at TEXT,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    held_since TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_next_sla ON cases (next_sla_at)
     WHERE next_sla_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cases_held ON cases (held_since) WHERE held_since IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cases_filed ON cases (filed_at);
 CREATE TABLE IF NOT EXISTS heads (
     case_key TEXT PRIMARY KEY,
@@ -79,13 +82,16 @@ CASE_COLUMNS = (
     "case_id, case_key, category, site_id, status, version, recurrence, "
     "filed_at, closed_at, next_sla_at, body"
 )
+# held_since: kept from the first held version while the case stays held
 UPSERT_CASE = f"""
-INSERT INTO cases ({CASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO cases ({CASE_COLUMNS}, held_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (case_id) DO UPDATE SET
     case_key = excluded.case_key, category = excluded.category, site_id = excluded.site_id,
     status = excluded.status, version = excluded.version, recurrence = excluded.recurrence,
     filed_at = excluded.filed_at, closed_at = excluded.closed_at,
-    next_sla_at = excluded.next_sla_at, body = excluded.body
+    next_sla_at = excluded.next_sla_at, body = excluded.body,
+    held_since = CASE WHEN excluded.held_since IS NULL THEN NULL
+                      ELSE coalesce(cases.held_since, excluded.held_since) END
 """
 EVENT_COLUMNS = "event_id, case_id, version, type, cause_id, emitted_at, body, published"
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -116,7 +122,7 @@ def from_text(text: str | None) -> datetime | None:
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
-def case_row(case: Case) -> tuple[Any, ...]:
+def case_row(case: Case, held_since: datetime | None = None) -> tuple[Any, ...]:
     return (
         case.case_id,
         case.case_key,
@@ -129,6 +135,7 @@ def case_row(case: Case) -> tuple[Any, ...]:
         to_text(case.closed_at),
         to_text(case.next_sla_at()),
         case.model_dump_json(),
+        to_text(held_since),
     )
 
 
@@ -256,8 +263,8 @@ class SqliteCaseStore(SqlReads):
             return []
         for change in changes:
             check_change(change)
-        keys = sorted({e.case.case_key for e, _ in changes})
-        ids = sorted({e.case_id for e, _ in changes})
+        keys = sorted({c.event.case.case_key for c in changes})
+        ids = sorted({c.event.case_id for c in changes})
         with self._write() as db:
             heads: dict[str, Head] = {}
             for part in _chunks(keys):
@@ -281,9 +288,28 @@ class SqliteCaseStore(SqlReads):
                 "case_id = excluded.case_id, version = excluded.version",
                 [(k, cid, v) for k, (cid, v) in plan.heads.items()],
             )
-            db.executemany(UPSERT_CASE, [case_row(c) for c in plan.cases.values()])
-            db.executemany(INSERT_EVENT, [event_row(e, False) for e in plan.events])
+            db.executemany(
+                UPSERT_CASE,
+                [case_row(c, plan.held_since[cid]) for cid, c in plan.cases.items()],
+            )
+            db.executemany(INSERT_EVENT, [event_row(e, False) for e in plan.outbox])
         return plan.events
+
+    def release(self, events: Sequence[CaseEvent]) -> list[CaseEvent]:
+        for event in events:
+            check_release(event)
+        out: list[CaseEvent] = []
+        with self._write() as db:
+            for event in events:
+                freed = db.execute(
+                    "UPDATE cases SET held_since = NULL "
+                    "WHERE case_id = ? AND version = ? AND held_since IS NOT NULL",
+                    (event.case_id, event.version),
+                ).rowcount
+                if freed:
+                    db.execute(INSERT_EVENT, event_row(event, False))
+                    out.append(event)
+        return out
 
     def apply(self, event: CaseEvent) -> bool:
         return self.apply_many([event]) > 0
@@ -292,7 +318,7 @@ class SqliteCaseStore(SqlReads):
         changed = 0
         with self._write() as db:
             for event in events:
-                check_change((event, None))
+                check_change(Change(event, None))
                 case = event.case
                 n = db.execute(APPLY_EVENT, event_row(event, True)).rowcount
                 n += db.execute(APPLY_CASE, case_row(case)).rowcount
