@@ -28,8 +28,16 @@ fastest of each counts (the machine is shared; runs vary by tens of percent):
    partitions and one SQLite store.
 
 Workers are measured after they joined the group and handled a warm-up
-alert per site. Prints ``one worker / raw`` (target >= 0.25), ``two / one``
-(target >= 1.7), and the every-change worker against raw for comparison.
+alert per site. They are paused (SIGSTOP, about a second, well inside the
+session timeout) while the measured alerts are written, so, like the raw
+loop, they start on a backlog, and the producer does not share the two
+cores with them while they are timed.
+
+Each line also gives the CPU time of the measured processes per input and
+the cores they kept busy (CPU time x rate), and the broker's: on a 2-core
+machine two workers cannot be more than two cores' worth faster than one.
+Prints ``one worker / raw`` (target >= 0.25), ``two / one`` (target >= 1.7),
+and the every-change worker against raw for comparison.
 """
 
 from __future__ import annotations
@@ -37,11 +45,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,6 +63,47 @@ from streetwatch.brokers import start_tansu
 from streetwatch.config import Config, parse_config
 from streetwatch.processes import Child
 from streetwatch.records import Alert, Place, SourceKind
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One configuration's run: the rate, messages out per input, and CPU use."""
+
+    rate: float
+    out_per_in: float = 1.0
+    cpu_us: float = 0.0  # CPU time of the measured processes, per input
+    broker_us: float = 0.0  # CPU time of the broker, per input
+
+    @property
+    def cores(self) -> float:
+        """Cores the measured processes kept busy, on average, at this rate."""
+        return self.cpu_us * self.rate / 1e6
+
+    @property
+    def broker_cores(self) -> float:
+        return self.broker_us * self.rate / 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time that some processes, and the broker, spend from now on."""
+
+    def __init__(self, pids: Sequence[int], broker: int) -> None:
+        self.pids, self.broker = pids, broker
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float]:
+        return sum(cpu_seconds(p) for p in self.pids), cpu_seconds(self.broker)
+
+    def done(self, n: int) -> tuple[float, float]:
+        """CPU µs per input: of the processes, and of the broker."""
+        procs, broker = (b - a for a, b in zip(self.start, self._read(), strict=True))
+        return procs * 1e6 / n, broker * 1e6 / n
 
 
 def make_alerts(
@@ -88,20 +140,33 @@ def make_alerts(
     return out
 
 
-async def produce(bootstrap: str, topic: str, alerts: Sequence[Alert]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def produce(
+    bootstrap: str, topic: str, alerts: Sequence[Alert], paused: Sequence[Child] = ()
+) -> None:
+    """Write the alerts, keyed by place; the ``paused`` processes are stopped meanwhile.
+
+    Pausing the consumers (SIGSTOP, for about a second: well inside the
+    session timeout, so the group stays as it is) gives them the same
+    backlog to start on as the raw loop has, and keeps this producer off the
+    two cores they run on while they are measured.
+    """
+    messages = [(a.to_json_bytes(), a.place.place_id.encode()) for a in alerts]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=512 * 1024
+    )
     await producer.start()
+    for p in paused:
+        os.kill(p.proc.pid, signal.SIGSTOP)
     try:
-        futures = [
-            await producer.send(topic, a.to_json_bytes(), key=a.place.place_id.encode())
-            for a in alerts
-        ]
+        futures = [await producer.send(topic, value, key=key) for value, key in messages]
         await asyncio.gather(*futures)
     finally:
+        for p in paused:
+            os.kill(p.proc.pid, signal.SIGCONT)
         await producer.stop()
 
 
-async def raw_rate(bootstrap: str, topic: str, n: int) -> float:
+async def raw_rate(bootstrap: str, topic: str, n: int, broker: int) -> Measured:
     """Messages/s for consume + produce one message each, acks=all, batched acknowledgements."""
     out = f"raw-out-{uuid.uuid4().hex[:6]}"
     await create_topics(bootstrap, [out], 4)
@@ -121,10 +186,12 @@ async def raw_rate(bootstrap: str, topic: str, n: int) -> float:
     try:
         seen = 0
         start: float | None = None
+        meter: CpuMeter | None = None
         while seen < n:
             batches = await consumer.getmany(timeout_ms=500, max_records=500)
             if start is None and batches:
                 start = time.perf_counter()
+                meter = CpuMeter([os.getpid()], broker)
             futures = []
             for records in batches.values():
                 for rec in records:
@@ -132,8 +199,9 @@ async def raw_rate(bootstrap: str, topic: str, n: int) -> float:
             await asyncio.gather(*futures)
             await consumer.commit()
             seen += len(futures)
-        assert start is not None
-        return n / (time.perf_counter() - start)
+        assert start is not None and meter is not None
+        rate = n / (time.perf_counter() - start)
+        return Measured(rate, 1.0, *meter.done(n))
     finally:
         await consumer.stop()
         await producer.stop()
@@ -210,10 +278,9 @@ async def settled_rate(
     n: int,
     sites: int,
     settle_s: float,
-) -> tuple[float, float]:
-    """Warm the consumers up (one alert per site), let the group settle, then time ``n``.
-
-    The rate and how many messages came out per alert."""
+    broker: int,
+) -> Measured:
+    """Warm the consumers up (one alert per site), let the group settle, then time ``n``."""
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         warm = make_alerts(sites, sites, now - timedelta(seconds=1), prefix="warm")
@@ -221,11 +288,13 @@ async def settled_rate(
         await stamps_of(bootstrap, out_topic, ids(warm), timeout=120)
         await asyncio.sleep(settle_s)
         alerts = make_alerts(n, sites, now)
-        await produce(bootstrap, alerts_topic, alerts)
+        await produce(bootstrap, alerts_topic, alerts, paused=procs)
+        meter = CpuMeter([p.proc.pid for p in procs], broker)
         first, _ = await stamps_of(bootstrap, out_topic, ids(alerts[:sites]), timeout=600)
         last, seen = await stamps_of(bootstrap, out_topic, ids(alerts[-sites:]), timeout=600)
+        cpu = meter.done(n)
         rate = n / max(1e-3, (last[-1] - first[0]) / 1000)
-        return rate, (seen - len(warm)) / n
+        return Measured(rate, (seen - len(warm)) / n, *cpu)
     finally:
         for p in procs:
             p.stop()
@@ -242,8 +311,9 @@ async def worker_rate(
     sites: int,
     partitions: int,
     workers: int,
+    broker: int,
     coalesce: bool = True,
-) -> tuple[float, float]:
+) -> Measured:
     tag = f"{workers}w-{uuid.uuid4().hex[:6]}"
     alerts_topic = f"alerts-{tag}"
     cfg = worker_config(tmp, bootstrap, alerts_topic, partitions, tag, coalesce)
@@ -262,31 +332,34 @@ async def worker_rate(
         for i in range(workers)
     ]
     settle = 2 * cfg.dispatch.session_timeout_s
-    return await settled_rate(bootstrap, alerts_topic, k.dispatch_topic, procs, n, sites, settle)
+    return await settled_rate(
+        bootstrap, alerts_topic, k.dispatch_topic, procs, n, sites, settle, broker
+    )
 
 
 async def forward_rate(
-    tmp: Path, bootstrap: str, n: int, sites: int, partitions: int
-) -> tuple[float, float]:
+    tmp: Path, bootstrap: str, n: int, sites: int, partitions: int, broker: int
+) -> Measured:
     tag = f"fwd-{uuid.uuid4().hex[:6]}"
     inp, out = f"in-{tag}", f"out-{tag}"
     await create_topics(bootstrap, [inp, out], partitions)
     cmd = [sys.executable, "-m", "bench.faust_forward", bootstrap, inp, out, tag, str(partitions)]
     procs = [Child("forward", cmd, log=tmp / f"{tag}.log")]
-    return await settled_rate(bootstrap, inp, out, procs, n, sites, 6.0)
+    return await settled_rate(bootstrap, inp, out, procs, n, sites, 6.0, broker)
 
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as d:
         tmp = Path(d)
         tansu = start_tansu(tmp)
-        best: dict[str, float] = {}
+        fastest: dict[str, Measured] = {}
 
-        def note(name: str, measured: tuple[float, float], unit: str) -> None:
-            rate, out_per_in = measured
-            best[name] = max(best.get(name, 0.0), rate)
+        def note(name: str, m: Measured, unit: str) -> None:
+            if name not in fastest or m.rate > fastest[name].rate:
+                fastest[name] = m
             print(
-                f"  {name:<40} {rate:>9,.0f} {unit:<9} {out_per_in:6.3f} out per input",
+                f"  {name:<36} {m.rate:>7,.0f} {unit:<8} {m.out_per_in:5.3f} out/in "
+                f"{m.cpu_us:4.0f} CPU us/in = {m.cores:4.2f} cores, broker {m.broker_cores:4.2f}",
                 flush=True,
             )
 
@@ -298,16 +371,18 @@ async def main(args: argparse.Namespace) -> None:
                 await create_topics(b, [topic], args.partitions)
                 await produce(b, topic, make_alerts(args.alerts, args.sites))
                 n, sites, parts = args.alerts, args.sites, args.partitions
-                note("raw aiokafka consume+produce", (await raw_rate(b, topic, n), 1.0), "msg/s")
-                fwd = await forward_rate(tmp, b, n, sites, parts)
+                pid = tansu.child.proc.pid
+                note("raw aiokafka consume+produce", await raw_rate(b, topic, n, pid), "msg/s")
+                fwd = await forward_rate(tmp, b, n, sites, parts, pid)
                 note("faust agent, forward only", fwd, "msg/s")
-                one = await worker_rate(tmp, b, n, sites, parts, 1)
+                one = await worker_rate(tmp, b, n, sites, parts, 1, pid)
                 note("one dispatch worker", one, "alerts/s")
-                every = await worker_rate(tmp, b, n, sites, parts, 1, coalesce=False)
+                every = await worker_rate(tmp, b, n, sites, parts, 1, pid, coalesce=False)
                 note("one worker, every change published", every, "alerts/s")
                 if not args.one_only:
-                    two = await worker_rate(tmp, b, n, sites, parts, 2)
+                    two = await worker_rate(tmp, b, n, sites, parts, 2, pid)
                     note("two dispatch workers", two, "alerts/s")
+            best = {name: m.rate for name, m in fastest.items()}
             raw = best["raw aiokafka consume+produce"]
             print(f"fastest of {args.rounds} rounds:")
             for name, label, target in (
@@ -317,8 +392,14 @@ async def main(args: argparse.Namespace) -> None:
             ):
                 print(f"  {label:<30} = {best[name] / raw:.3f}{target}")
             if not args.one_only:
-                two_one = best["two dispatch workers"] / best["one dispatch worker"]
-                print(f"  {'two workers / one':<30} = {two_one:.2f}x  (target >= 1.7)")
+                one, two = fastest["one dispatch worker"], fastest["two dispatch workers"]
+                print(f"  {'two workers / one':<30} = {two.rate / one.rate:.2f}x  (target >= 1.7)")
+                print(
+                    f"  worker CPU per alert: one {one.cpu_us:.0f} us, two {two.cpu_us:.0f} us; "
+                    f"cores busy (workers + broker) of {os.cpu_count()}: one worker "
+                    f"{one.cores:.2f} + {one.broker_cores:.2f}, two {two.cores:.2f} + "
+                    f"{two.broker_cores:.2f}"
+                )
         finally:
             tansu.stop()
 
