@@ -22,6 +22,7 @@ can share the partitions (a rebalance just moves whose batches they are).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -205,7 +206,29 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
 def run_worker(cfg: Config, loglevel: str = "WARNING") -> None:
     """Run the dispatch worker in this process until SIGINT/SIGTERM."""
     app = create_app(cfg)
-    quiet_worker(app, loglevel).execute_from_commandline()
+    worker = quiet_worker(app, loglevel)
+    tune_gc()
+    worker.execute_from_commandline()
+
+
+GC_GEN0 = 50_000
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper cyclic garbage collections for the worker's steady state.
+
+    Every message makes short-lived objects (faust's message and event, the
+    alert, the folded case), and with the default threshold (700 allocations)
+    the collector runs every few messages, each full pass walking the whole
+    heap of faust, aiokafka and pydantic: about a fifth of the engine's time.
+    The long-lived objects of start-up are frozen out of every pass, and the
+    young generation is collected after 50,000 allocations (a few MB).
+    Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0, gen1, gen2)
 
 
 def quiet_worker(app: faust.App, loglevel: str) -> faust.Worker:
