@@ -51,12 +51,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from edge.kafka_io import create_topics
 from streetwatch.brokers import start_tansu
@@ -300,6 +302,16 @@ async def settled_rate(
             p.stop()
 
 
+def partition_split(sites: int, partitions: int) -> str:
+    """How the sites' alerts fall on the partitions (the producer's default hash of
+    the site key): two workers finish when the busier half of the partitions is done."""
+    every = list(range(partitions))
+    part = DefaultPartitioner()
+    counts = Counter(part(f"site-{s:04d}".encode(), every, every) for s in range(sites))
+    shares = "/".join(f"{100 * counts[p] / sites:.0f}" for p in every)
+    return f"sites per partition (%): {shares}"
+
+
 def ids(alerts: Sequence[Alert]) -> set[bytes]:
     return {a.alert_id.encode() for a in alerts}
 
@@ -394,6 +406,7 @@ async def main(args: argparse.Namespace) -> None:
             if not args.one_only:
                 one, two = fastest["one dispatch worker"], fastest["two dispatch workers"]
                 print(f"  {'two workers / one':<30} = {two.rate / one.rate:.2f}x  (target >= 1.7)")
+                print(f"  {partition_split(args.sites, args.partitions)}")
                 print(
                     f"  worker CPU per alert: one {one.cpu_us:.0f} us, two {two.cpu_us:.0f} us; "
                     f"cores busy (workers + broker) of {os.cpu_count()}: one worker "
