@@ -31,6 +31,33 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def end_process(
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    sig: signal.Signals = signal.SIGTERM,
+    whole_group: bool = True,
+) -> None:
+    """Send ``sig`` (to the process group, or to the leader only), SIGKILL the group
+    after ``timeout``, and whatever the leader left in its group anyway.
+
+    The process must lead its own session (``start_new_session=True``).
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            if whole_group:
+                os.killpg(proc.pid, sig)
+            else:
+                os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 class Child:
     """A child process in its own session, so its whole group can be stopped."""
 
@@ -64,18 +91,7 @@ class Child:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM the process group, SIGKILL it after ``timeout``; return the exit code."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        # Anything the child left in its group goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        end_process(self.proc, timeout)
         if self._log is not None:
             self._log.close()
         return self.proc.returncode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
@@ -59,7 +59,7 @@ class Topic:
 
     def cases(self) -> dict[str, Case]:
         """The newest version seen of each case."""
-        return newest({e.event_id: e for e in self.events()})
+        return {cid: e.case for cid, e in latest(self.events()).items()}
 
     async def wait_for_alerts(self, alerts: Iterable[Alert], timeout: float = 90) -> None:
         """Until every alert is in a published case (held ones come out later)."""
@@ -78,16 +78,10 @@ class Topic:
         """Until ``cases`` cases were published with ``alerts_each`` alerts folded in each
         (held changes come out with the next change or after ``[dedup] coalesce_s``)."""
 
-        def counts() -> dict[str, int]:
-            out: dict[str, int] = {}
-            for e in self.events():
-                out[e.case_id] = max(out.get(e.case_id, 0), e.case.alert_count)
-            return out
-
         async def seen() -> None:
             while True:
-                now = counts()
-                if len(now) >= cases and all(n >= alerts_each for n in now.values()):
+                shown = self.cases().values()
+                if len(shown) >= cases and all(c.alert_count >= alerts_each for c in shown):
                     return
                 await asyncio.sleep(0.2)
 
@@ -106,14 +100,16 @@ def assert_same_cases(first: Iterable[CaseEvent], again: Iterable[CaseEvent]) ->
     assert news[0] == news[1]
     shared = runs[0].keys() & runs[1].keys()
     assert all(runs[0][i].case == runs[1][i].case for i in shared)
-    assert newest(runs[0]) == newest(runs[1])
+    finals = [{cid: e.case for cid, e in latest(run.values()).items()} for run in runs]
+    assert finals[0] == finals[1]
 
 
-def newest(events: Mapping[str, CaseEvent]) -> dict[str, Case]:
-    out: dict[str, Case] = {}
-    for e in events.values():
+def latest(events: Iterable[CaseEvent]) -> dict[str, CaseEvent]:
+    """The newest event of each case."""
+    out: dict[str, CaseEvent] = {}
+    for e in events:
         if e.case_id not in out or e.version > out[e.case_id].version:
-            out[e.case_id] = e.case
+            out[e.case_id] = e
     return out
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from streetwatch.processes import free_port
+from streetwatch.processes import end_process, free_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PREFERRED_VERSION = "15"
@@ -88,18 +88,8 @@ class PostgresServer:
         return path.read_text(errors="replace") if path.is_file() else ""
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Fast shutdown (SIGINT), then SIGKILL; the directory is removed."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """Fast shutdown (SIGINT to the postmaster), then SIGKILL; the directory is removed."""
+        end_process(self.proc, timeout, signal.SIGINT, whole_group=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -29,7 +29,6 @@ from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, parse_config
 from streetwatch.records import (
     Alert,
-    CaseEvent,
     CaseEventType,
     CaseStatus,
     Place,
@@ -37,7 +36,7 @@ from streetwatch.records import (
     StatusUpdate,
 )
 from streetwatch.sites import site_map
-from tests.kafka_helpers import Topic, assert_same_cases, dispatch_worker, newest
+from tests.kafka_helpers import Topic, assert_same_cases, dispatch_worker, latest
 from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -111,14 +110,6 @@ async def send_alerts(cfg: Config, alerts: Sequence[Alert]) -> None:
             await producer.send_and_wait(cfg.kafka.alerts_topic, a.to_json_bytes(), key=key)
     finally:
         await producer.stop()
-
-
-def latest(events: Sequence[CaseEvent]) -> dict[str, CaseEvent]:
-    out: dict[str, CaseEvent] = {}
-    for e in events:
-        if e.case_id not in out or e.version > out[e.case_id].version:
-            out[e.case_id] = e
-    return out
 
 
 async def test_one_corner_one_case_reopened_then_a_new_linked_case(
@@ -248,8 +239,8 @@ async def test_a_replayed_alert_stream_gives_identical_cases(
             worker.stop()
     assert_same_cases(runs[0], runs[1])
     assert sum(e.cause_id != COALESCED for e in runs[0]) == 3  # opened, two more sources
-    (final,) = newest({e.event_id: e for e in runs[0]}).values()
-    assert final.alert_count == len(alerts)
+    (final,) = latest(runs[0]).values()
+    assert final.case.alert_count == len(alerts)
 
     # a PostgreSQL read model kept from the first run's dispatch topic holds what
     # the worker's SQLite store holds

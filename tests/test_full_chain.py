@@ -32,6 +32,7 @@ from streetwatch.processes import Child
 from streetwatch.records import Alert, Case, CaseEvent, DeadLetter, EvidenceKind, Place
 from streetwatch.sites import site_map
 from tests.kafka_helpers import Topic, assert_same_cases, dispatch_worker
+from tests.kafka_helpers import latest as newest_events
 from tests.wire import assert_valid
 
 pytestmark = pytest.mark.integration
@@ -191,11 +192,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
         assert worker.running(), "dispatch worker died; see its log"
 
         events = dispatch.events()
-        cases = {e.case_id: e.case for e in events}
-        latest = {
-            cid: max((e for e in events if e.case_id == cid), key=lambda e: e.version).case
-            for cid in cases
-        }
+        latest = {cid: e.case for cid, e in newest_events(events).items()}
         by_place = {c.place.place_id: c for c in latest.values()}
 
         # one parking case, updated (not duplicated) while the van stands
