@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -240,7 +240,9 @@ def reader() -> Iterator[Reader]:
     r.stop.set()  # a failing test must not leave a camera thread behind
 
 
-def live_source(reader: Reader, url: str, analysis_fps: float) -> FrameSource:
+def live_source(
+    reader: Reader, url: str, analysis_fps: float, options: StreamOptions = FAST
+) -> FrameSource:
     return open_source(
         "cam-test",
         url,
@@ -250,7 +252,7 @@ def live_source(reader: Reader, url: str, analysis_fps: float) -> FrameSource:
         loop=False,
         stop=reader.stop,
         on_status=reader.on_status,
-        options=FAST,
+        options=options,
     )
 
 
@@ -259,10 +261,14 @@ def live_source(reader: Reader, url: str, analysis_fps: float) -> FrameSource:
 
 @pytest.mark.integration
 def test_rtsp_frames_arrive_at_the_analysis_rate(rtsp_server: RtspServer, reader: Reader) -> None:
-    source = live_source(reader, rtsp_server.url, analysis_fps=5)
+    # the first open waits as long as a camera's default: the test server starts a
+    # decoder and an encoder per client, which on two busy cores can take over the
+    # 3 s the reconnection tests allow (each retry then starts another one)
+    first_open = replace(FAST, open_timeout_s=StreamOptions().open_timeout_s)
+    source = live_source(reader, rtsp_server.url, analysis_fps=5, options=first_open)
     assert isinstance(source, StreamSource)
     reader.start(source)
-    reader.wait_until("12 frames", reader.frames_at_least(12), 20)
+    reader.wait_until("12 frames", reader.frames_at_least(12), 30)
     reader.close()
 
     seen = reader.seen
