@@ -1,8 +1,9 @@
 """The dispatch worker: a faust app that turns alerts into cases.
 
-- ``fold_alerts`` takes alerts (keyed by site) in batches, folds them with
-  the :class:`~pipeline.case_engine.CaseEngine`, and publishes the committed
-  case events on the dispatch topic as CloudEvents, keyed by case id.
+- the alert intake (:mod:`pipeline.alert_intake`, a service of the app)
+  reads alerts (keyed by site) a fetch at a time, folds them with the
+  :class:`~pipeline.case_engine.CaseEngine`, and publishes the committed case
+  events on the dispatch topic as CloudEvents, keyed by case id.
 - ``move_cases`` takes :class:`StatusUpdate`s from the dispatch system.
 - A timer emits SLA warnings, publishes the changes held back for
   ``[dedup] coalesce_s`` (see :mod:`pipeline.case_engine`), and publishes any
@@ -14,7 +15,9 @@ after the batch was handled. A crash anywhere re-delivers input that then
 changes nothing (sources remember what they sent, updates their ids), and
 the outbox holds what was committed but not yet published. So correctness
 never depends on replaying a changelog to its exact end, and several workers
-can share the partitions (a rebalance just moves whose batches they are).
+can share the partitions (a rebalance just moves whose batches they are):
+the alerts in the group ``<app_id>-alerts``, status updates in faust's group
+``<app_id>``.
 
 ``create_app`` builds a fresh app per call: nothing happens at import time.
 """
@@ -32,6 +35,7 @@ from typing import Any, TypeVar
 import faust
 from pydantic import ValidationError
 
+from pipeline.alert_intake import AlertIntake, Records, intake_group
 from pipeline.case_engine import CaseEngine, Clock, utc_now
 from pipeline.cloudevents import case_event_bytes
 from pipeline.store import open_store
@@ -88,7 +92,7 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
             name, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions
         )
 
-    alerts, status = topic(kafka.alerts_topic), topic(kafka.status_topic)
+    status = topic(kafka.status_topic)
     dead = app.topic(kafka.dead_letter_topic, key_serializer="raw", value_serializer="raw")
     store = open_store(cfg.store.url)
     engine = CaseEngine.from_config(cfg, store, clock)
@@ -151,12 +155,21 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
                 await reject(event.key, event.value, f"invalid {what}: {_problem(exc)}")
         return good
 
-    @app.agent(alerts)
-    async def fold_alerts(stream: Any) -> None:
-        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-            good = await readable(batch, Alert, "alert")
-            async with lock:
-                await publish(engine.on_alerts(good))
+    async def fold_alerts(records: Records) -> None:  # under the lock
+        await publish(engine.on_alerts(await readable(records, Alert, "alert")))
+
+    intake = AlertIntake(
+        bootstrap=kafka.bootstrap,
+        topic=kafka.alerts_topic,
+        group=intake_group(disp.app_id),
+        session_timeout_s=disp.session_timeout_s,
+        max_records=BATCH,
+        handle=fold_alerts,
+        lock=lock,
+        on_revoked=engine.forget,  # heads cached for partitions another worker may own now
+    )
+    # faust starts a service instance as it does a class (App._prepare_subservice)
+    app.service(intake)  # type: ignore[arg-type]
 
     @app.agent(status)
     async def move_cases(stream: Any) -> None:
@@ -182,8 +195,10 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
             reported = time.monotonic()
             st = engine.stats
             log.info(
-                "event=dispatch_stats alerts=%d duplicates=%d held=%d released=%d updates=%d "
-                "rejected=%s sla_events=%d conflicts=%d",
+                "event=dispatch_stats batches=%d failed_batches=%d alerts=%d duplicates=%d "
+                "held=%d released=%d updates=%d rejected=%s sla_events=%d conflicts=%d",
+                intake.batches,
+                intake.failures,
                 st.alerts,
                 st.duplicates,
                 st.held,
@@ -194,11 +209,7 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
                 st.conflicts,
             )
 
-    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        engine.forget()  # heads cached for partitions another worker may own now
-
     app.timer(TICK_S)(keep_time)
-    app.on_partitions_revoked.connect(on_revoked)
 
     return app
 

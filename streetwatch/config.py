@@ -230,9 +230,12 @@ class KafkaConfig(Section):
 
 
 class DispatchConfig(Section):
-    """The faust worker that folds alerts into cases."""
+    """The dispatch worker (a faust app) that folds alerts into cases."""
 
-    app_id: Slug = Field(default="streetwatch-dispatch", description="Also the consumer group")
+    app_id: Slug = Field(
+        default="streetwatch-dispatch",
+        description="Also the consumer groups: `<app_id>` (status updates), `<app_id>-alerts`",
+    )
     datadir: str = Field(default="var/dispatch", description="faust's working folder")
     session_timeout_s: float = Field(default=10.0, ge=2, le=300)
 

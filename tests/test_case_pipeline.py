@@ -183,18 +183,25 @@ async def test_one_corner_one_case_reopened_then_a_new_linked_case(
             new_events = dispatch.events()[before:]
             assert [e.cause_id for e in new_events] == [marker.alert_id]
 
-            # status updates that cannot apply go to the dead letters, with the reason
+            # alerts and status updates that cannot apply go to the dead letters, with
+            # the reason; the good alert in the same fetch still moves its case
             async with Topic(cfg.kafka, cfg.kafka.dead_letter_topic) as dead:
                 unknown = StatusUpdate(
                     update_id="u-unknown", case_id="case-nope", status=CaseStatus.CLOSED, at=T0
                 )
                 await publish_updates(cfg.kafka, [unknown])
+                after = sighting(8 * 86400 + 120, "cam-east", "corner-cam-east")
                 producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap)
                 await producer.start()
                 await producer.send_and_wait(cfg.kafka.status_topic, b"{not json", key=b"x")
+                await producer.send_and_wait(cfg.kafka.alerts_topic, b'{"alert": 1}', key=b"y")
                 await producer.stop()
-                await wait_until(lambda: len(dead.messages) >= 2)
-                assert sorted(dead.messages) == sorted([b"{not json", unknown.to_json_bytes()])
+                await send_alerts(cfg, [after])
+                await wait_until(lambda: len(dead.messages) >= 3)
+                assert sorted(dead.messages) == sorted(
+                    [b"{not json", b'{"alert": 1}', unknown.to_json_bytes()]
+                )
+                await dispatch.wait_for({after.alert_id})
     finally:
         worker.stop()
 
@@ -310,7 +317,7 @@ async def run_workers(
                 # both workers in the group, the partitions split between them
                 logs = [tmp / f"w{n}-{cfg.dispatch.app_id}.log" for n in range(workers)]
                 await wait_until(
-                    lambda: all(b"_on_partitions_assigned" in log.read_bytes() for log in logs)
+                    lambda: all(b"event=alerts_assigned" in log.read_bytes() for log in logs)
                 )
                 await asyncio.sleep(cfg.dispatch.session_timeout_s)  # the group settles
                 await send_alerts(cfg, alerts[:kill_after])
