@@ -1,12 +1,12 @@
-"""A faust agent that only forwards each message: the framework's own ceiling.
+"""A faust agent that only forwards each message: faust's per-message stream alone.
 
     python -m bench.faust_forward BOOTSTRAP IN_TOPIC OUT_TOPIC APP_ID PARTITIONS
 
-Consumes like the dispatch worker (``take_events`` batches, the same broker
-settings) and produces one message per input through the faust producer,
+Consumes with the dispatch worker's broker settings, in ``take_events``
+batches, and produces one message per input through the faust producer,
 without parsing, folding or storing anything. ``bench.dispatch`` runs it
-side by side with the real worker so the share of faust itself is visible.
-"""
+side by side with the worker: it is why the worker reads alerts with its own
+aiokafka consumer (:mod:`pipeline.alert_intake`) rather than a faust agent."""
 
 from __future__ import annotations
 
