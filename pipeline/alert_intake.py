@@ -18,8 +18,9 @@ Delivery is at least once, like the agent's was:
 - a batch that fails (the store unreachable, say) is read again from its
   first offsets after a pause that doubles up to ``MAX_RETRY_S``: nothing is
   skipped;
-- when a rebalance takes partitions away, the revocation waits for the batch
-  in hand (the same lock), then the heads cached for them are dropped.
+- when a rebalance takes partitions away, the revocation waits until the
+  batch in hand is folded and its offsets committed (the same lock), then
+  the heads cached for them are dropped.
 
 Several workers share the partitions in the consumer group
 ``<[dispatch] app_id>-alerts``.
@@ -74,7 +75,7 @@ class AlertIntake(Service):
     """Reads ``topic`` in the group ``group`` and hands each fetch to ``handle``.
 
     ``handle`` runs under ``lock`` (the worker's one read-fold-commit at a
-    time); the batch's offsets are committed after it returned.
+    time), and the batch's offsets are committed under it too.
     """
 
     def __init__(
@@ -152,13 +153,14 @@ class AlertIntake(Service):
                 log.exception("event=alerts_failed records=%d (read again)", len(records))
                 self._rewind(fetched)
                 return False
-        self.batches += 1
-        # outside the lock: a revocation must not wait for a broker round trip (a
-        # broker may hold the commit until the rebalance that waits for us is over)
-        try:
-            await self.consumer.commit({tp: part[-1].offset + 1 for tp, part in fetched.items()})
-        except KafkaError as exc:  # moved to another worker: it reads them again, to no effect
-            log.warning("event=alerts_commit_failed records=%d error=%s", len(records), exc)
+            self.batches += 1
+            # under the lock too: a revocation finds the batch in hand committed, and
+            # the partition's next owner starts after it
+            offsets = {tp: part[-1].offset + 1 for tp, part in fetched.items()}
+            try:
+                await self.consumer.commit(offsets)
+            except KafkaError as exc:  # no longer ours: the owner reads them again, to no effect
+                log.warning("event=alerts_commit_failed records=%d error=%s", len(records), exc)
         return True
 
     def _rewind(self, fetched: Fetched) -> None:

@@ -17,8 +17,8 @@ from streetwatch.brokers import RunningBroker
 pytestmark = pytest.mark.integration
 
 
-async def write(bootstrap: str, topic: str, n: int) -> list[bytes]:
-    values = [f"alert-{i:03d}".encode() for i in range(n)]
+async def write(bootstrap: str, topic: str, n: int, start: int = 0) -> list[bytes]:
+    values = [f"alert-{i:03d}".encode() for i in range(start, start + n)]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -110,32 +110,45 @@ async def test_a_rebalance_waits_for_the_batch_in_hand(tansu: RunningBroker) -> 
     log: list[str] = []
     first_batch = asyncio.Event()
     release = asyncio.Event()
+    first: list[bytes] = []
+    by_one: list[bytes] = []
+    by_two: list[bytes] = []
 
     async def slow(records: Records) -> None:
+        if first:
+            by_one.extend(r.value for r in records)
+            return
+        first.extend(r.value for r in records)
         log.append("batch start")
         first_batch.set()
         await release.wait()  # a long fold: the second worker joins meanwhile
         log.append("batch end")
 
     async def quick(records: Records) -> None:
-        pass
+        by_two.extend(r.value for r in records)
 
     lock = WatchedLock()
     one = intake(b, topic, group, slow, lock, lambda: log.append("revoked"))
     two = intake(b, topic, group, quick, asyncio.Lock(), lambda: None)
     await one.start()
     try:
-        await write(b, topic, 40)
+        values = await write(b, topic, 40)
         await asyncio.wait_for(first_batch.wait(), 30)
         await two.start()  # joining makes the group take partitions from the first
-        # the revocation comes at the first worker's next heartbeat, and waits. (Not
-        # for long: Tansu completes a join without a member slower than about 3 s.)
+        # the revocation comes at the first worker's next heartbeat, and waits
         await asyncio.wait_for(lock.contended.wait(), 30)
         await asyncio.sleep(0.3)
         assert log == ["batch start"], "revocation waits while the batch is folded"
         release.set()
         await wait_until(lambda: "revoked" in log)
         assert log == ["batch start", "batch end", "revoked"]
+
+        # the batch's offsets were committed before the partitions moved: their
+        # next owner starts after it
+        values += await write(b, topic, 40, start=40)
+        await wait_until(lambda: set(first + by_one + by_two) == set(values))
+        assert by_two, "the second worker took partitions"
+        assert not set(first) & set(by_two)
     finally:
         release.set()
         await two.stop()
