@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,22 @@ from tests.postgres_server import PostgresServer, PostgresUnavailable, start_pos
 ROOT = Path(__file__).resolve().parent.parent
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 BUS_JPG = ROOT / ".cache" / "media" / "bus.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """Drop the log handlers a test added (a command run in-process sets up logging on
+    the stderr pytest captured for that test and closes after it): left behind, every
+    later record fails on the closed stream and prints a traceback, which slowed the
+    sensor fuzz test enough under load for mosquitto to drop queued messages."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
 
 
 def _require(path: Path, how: str) -> Path:
