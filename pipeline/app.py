@@ -10,8 +10,9 @@
   committed event a dead worker left unpublished.
 
 The case store is the state, not a faust table: each batch is committed to
-the store before it is published, and faust commits the input offsets only
-after the batch was handled. A crash anywhere re-delivers input that then
+the store before it is published, and the input offsets are committed (by
+the intake for alerts, by faust for status updates) only after the batch was
+handled. A crash anywhere re-delivers input that then
 changes nothing (sources remember what they sent, updates their ids), and
 the outbox holds what was committed but not yet published. So correctness
 never depends on replaying a changelog to its exact end, and several workers
