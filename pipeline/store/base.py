@@ -207,18 +207,18 @@ class SqlReads(CaseStore):
         return [CaseEvent.model_validate_json(r) for r in rows]
 
     def held(self, since: datetime, limit: int) -> list[Case]:
-        rows = self._bodies(
-            "SELECT {body} FROM cases WHERE held_since IS NOT NULL AND held_since <= {p} "
-            "ORDER BY held_since, case_id LIMIT {p}",
-            (self._time(since, "since"), limit),
-        )
-        return [Case.model_validate_json(r) for r in rows]
+        return self._cases_due("held_since", since, "since", limit)
 
     def due_sla(self, now: datetime, limit: int) -> list[Case]:
+        return self._cases_due("next_sla_at", now, "now", limit)
+
+    def _cases_due(self, column: str, at: datetime, what: str, limit: int) -> list[Case]:
+        """Cases whose time ``column`` (a fixed name, not input) is set and at or before
+        ``at``, the earliest first."""
         rows = self._bodies(
-            "SELECT {body} FROM cases WHERE next_sla_at IS NOT NULL AND next_sla_at <= {p} "
-            "ORDER BY next_sla_at, case_id LIMIT {p}",
-            (self._time(now, "now"), limit),
+            f"SELECT {{body}} FROM cases WHERE {column} IS NOT NULL AND {column} <= {{p}} "
+            f"ORDER BY {column}, case_id LIMIT {{p}}",
+            (self._time(at, what), limit),
         )
         return [Case.model_validate_json(r) for r in rows]
 
