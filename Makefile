@@ -19,6 +19,7 @@ setup-test:
 	@scripts/setup.sh test
 
 lint:
+	$(VENV)/lint-imports
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy

@@ -68,11 +68,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from edge.kafka_io import create_topics
+from core.kafka import create_topics
+from core.records import Alert, Place, SourceKind
 from streetwatch.brokers import start_tansu
 from streetwatch.config import Config, parse_config
 from streetwatch.processes import Child
-from streetwatch.records import Alert, Place, SourceKind
 
 
 @dataclass(frozen=True)

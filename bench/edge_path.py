@@ -25,12 +25,12 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from core.records import Alert
 from detectors.nanodet import NanoDet
 from edge.camera_worker import CameraWorker
 from ingest.prefetch import prefetched
 from ingest.video_file import VideoFileSource
 from streetwatch.config import Config, parse_config
-from streetwatch.records import Alert
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 

@@ -3,7 +3,7 @@
     python -m bench.gating [--seconds 120] [--walking 0.1] [--camera-fps 10 5] [--repeat 3]
 
 Builds, for each ``--camera-fps``, a mostly static street scene from real
-footage (tests/scenes.py: the vtest.avi background with its real walking
+footage (tests/support/scenes.py: the vtest.avi background with its real walking
 people spliced in for a share ``--walking`` of the time), encoded as H.264
 like a camera stream, then runs the whole camera path (decode of every
 frame, analysis at 2 fps, detector, rules, evidence) over it in this one
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.records import Alert
 from detectors.nanodet import NanoDet
 from edge.camera_worker import CameraWorker
 from ingest.prefetch import prefetched
 from ingest.video_file import VideoFileSource
 from streetwatch.config import parse_config
-from streetwatch.records import Alert
-from tests import scenes
+from tests.support import scenes
 
 
 @dataclass(frozen=True)

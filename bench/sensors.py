@@ -43,10 +43,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.records import Alert
 from edge.worker import EdgeWorker
 from streetwatch.brokers import start_mosquitto
 from streetwatch.config import Config, parse_config
-from streetwatch.records import Alert
 
 DEVICES = 200
 EXCURSION_EVERY = 25  # one reading in this many crosses the threshold (raise or clear)

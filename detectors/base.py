@@ -7,7 +7,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from core.plugins import Plugins
 from detectors.detections import Detections
+from detectors.options import DetectorOptions
 
 Frame = npt.NDArray[np.uint8]
 
@@ -19,3 +21,8 @@ class Detector(Protocol):
     def labels(self) -> tuple[str, ...]: ...
 
     def detect(self, frame: Frame) -> Detections: ...
+
+
+#: The detector plugins: each registers its config class with its factory
+#: (``@DETECTORS.register(Config)``); :mod:`detectors.registry` lists them.
+DETECTORS: Plugins[DetectorOptions, [], Detector] = Plugins("detector", default="nanodet")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streetwatch.records import BoundingBox, DetectionRecord
+from core.records import BoundingBox, DetectionRecord
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from detectors.base import Frame
+from detectors.base import DETECTORS, Detector, Frame
 from detectors.coco import COCO_CLASSES
 from detectors.detections import Detections, FloatArray
 from detectors.model_file import verified_model
@@ -186,3 +186,8 @@ class NanoDet:
     def detect(self, frame: Frame) -> Detections:
         height, width = frame.shape[:2]
         return self.decode(self.infer(self.preprocess(frame)), width, height)
+
+
+@DETECTORS.register(NanoDetConfig)
+def _build(cfg: NanoDetConfig) -> Detector:
+    return NanoDet.from_config(cfg)

@@ -35,9 +35,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
+from core.config import Section
 from detectors.detections import Detections, FloatArray, IntArray, nms
 from detectors.model_file import ModelFileError
-from streetwatch.config_base import Section
 
 #: At most this many candidates (best scores first) go into NMS: a model with
 #: random or badly tuned weights can pass thousands of boxes over a low

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from detectors.base import Frame
+from detectors.base import DETECTORS, Frame
 from detectors.detections import Detections
 from detectors.model_file import verified_model
 from detectors.options import (
@@ -117,6 +117,7 @@ def result_to_detections(result: Any, flt: ClassFilter) -> Detections:
     return finish_detections(xyxy, scores, class_ids, flt)
 
 
+@DETECTORS.register(UltralyticsConfig)
 class UltralyticsDetector:
     """A ``.pt`` model through ultralytics; checked and warmed up at construction."""
 

@@ -48,7 +48,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from pydantic import Field, field_validator
 
-from detectors.base import Frame
+from detectors.base import DETECTORS, Frame
 from detectors.detections import Detections, FloatArray
 from detectors.letterbox import InputMapping, fit
 from detectors.model_file import verified_model
@@ -220,6 +220,7 @@ def _check_metadata(meta: dict[str, str], labels: tuple[str, ...], path: Path) -
         )
 
 
+@DETECTORS.register(YoloOnnxConfig)
 class YoloOnnx:
     """A YOLOv8/YOLO11 ONNX detector; checked and warmed up at construction."""
 

@@ -16,10 +16,9 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from edge.kafka_io import create_topics, reliable_producer, start_producer
-from streetwatch.config import KafkaConfig
-from streetwatch.records import Alert
-from streetwatch.sites import SiteMap
+from core.kafka import KafkaConfig, reliable_producer, start_producer
+from core.records import Alert
+from core.sites import SiteMap
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +29,6 @@ class AlertSink(Protocol):
     async def publish(self, alert: Alert) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-async def ensure_topics(cfg: KafkaConfig, attempts: int = 30) -> None:
-    """Create the alerts, dispatch and status topics if they do not exist yet."""
-    await create_topics(
-        cfg.bootstrap,
-        (cfg.alerts_topic, cfg.dispatch_topic, cfg.status_topic),
-        cfg.partitions,
-        attempts,
-    )
 
 
 class KafkaAlertSink:

@@ -39,24 +39,26 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from core.records import Alert, Evidence, Place, SourceKind
+from core.timefmt import local_time
 from detectors.base import Detector
 from detectors.detections import Detections, box_iou
 from edge.clip_recorder import ClipRecorder
+from edge.config import CameraConfig, EdgeServiceConfig
 from edge.motion import WHOLE, Box, MotionGate
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
-from edge.snapshot import annotate, local_time, write_snapshot
+from edge.snapshot import annotate, write_snapshot
 from edge.tracker import IouTracker, Tracks
 from edge.zones import Zone
 from ingest.evidence_stream import EvidenceStream
 from ingest.frames import Frame
 from ingest.stream_source import StreamOptions
 from ingest.video_file import Pace
-from streetwatch.config import CameraConfig, Config
-from streetwatch.records import Alert, Evidence, Place, SourceKind
 
 REGION_EDGE_PX = 2  # a box this close to a region's inner edge may be a cut object
 CLIP_WAIT_S = 60.0  # longest wait for the last clips when a camera stops
@@ -75,7 +77,7 @@ class CameraWorker:
     def __init__(
         self,
         cam: CameraConfig,
-        cfg: Config,
+        cfg: EdgeServiceConfig,
         detector: Detector,
         evidence_dir: Path,
         emit: Callable[[Alert], None],
@@ -84,6 +86,7 @@ class CameraWorker:
         self.detector = detector
         self.evidence_dir = evidence_dir / cam.camera_id
         self.emit = emit
+        self.tz = ZoneInfo(cam.timezone)
         zones = {z.zone_id: z for z in cam.zones}
         self.rules = [
             BoundRule(
@@ -342,7 +345,7 @@ class CameraWorker:
             [
                 f"{category}: {rule.text}",
                 f"camera {self.cam.camera_id}  place {place.place_id}",
-                f"{local_time(frame.captured_at)}  holding for {dwell:.0f}s",
+                f"{local_time(frame.captured_at, self.tz)}  holding for {dwell:.0f}s",
             ],
             scale=scale,
         )

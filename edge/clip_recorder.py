@@ -5,7 +5,7 @@ camera has a main stream) calls :meth:`ClipRecorder.push` with every frame it ha
 (analysed frames only, or every decoded frame: clips play them at their real
 ``captured_at`` either way) and :meth:`ClipRecorder.start` when an event
 fires. ``start(event_id, at)`` returns a :class:`~concurrent.futures.Future`
-that resolves to an :class:`~streetwatch.records.Evidence` (kind ``clip``,
+that resolves to an :class:`~core.records.Evidence` (kind ``clip``,
 ``video/mp4``, path, sha256, ``captured_at`` = the clip's first frame, i.e.
 clip time 0) or fails with :class:`ClipRefused` /
 :class:`~edge.clip_writer.ClipWriteError`. Use ``add_done_callback`` for a
@@ -51,6 +51,7 @@ from pathlib import Path
 
 import cv2
 
+from core.records import Evidence, EvidenceKind
 from edge.clip_buffer import (
     DEFAULT_JPEG_QUALITY,
     ClipBuffer,
@@ -60,7 +61,6 @@ from edge.clip_buffer import (
 )
 from edge.clip_writer import MEDIA_TYPE, ClipInfo, ClipSettings, ClipWriteError, write_clip
 from ingest.frames import Frame
-from streetwatch.records import Evidence, EvidenceKind
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 :class:`DeadLetters` turns a rejected message (topic, payload, the
 :class:`~ingest.sensor_payload.BadReading` and when it arrived) into a
-:class:`~streetwatch.records.DeadLetter` record, counts it under its reason
+:class:`~core.records.DeadLetter` record, counts it under its reason
 and hands it to a sink. :class:`KafkaDeadLetterSink` publishes letters to a
 dead-letter topic, keyed by the message's topic, with ``acks="all"``; like
 the alert sink it retries with backoff while the broker is unreachable, but
@@ -23,9 +23,9 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from edge.kafka_io import create_topics, reliable_producer, start_producer
+from core.kafka import create_topics, reliable_producer, start_producer
+from core.records import DeadLetter
 from ingest.sensor_payload import BadReading
-from streetwatch.records import DeadLetter
 
 log = logging.getLogger(__name__)
 

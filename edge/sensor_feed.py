@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from core.records import Alert, AlertPhase, DeadLetter, Evidence, EvidenceKind
+from edge.config import EdgeServiceConfig
 from edge.dead_letters import DeadLetters, MemoryDeadLetterSink
 from edge.sensor_rules.chart import MEDIA_TYPE as CHART_MEDIA_TYPE
 from edge.sensor_rules.chart import readings_chart
+from edge.sensor_rules.config import SensorRegistry
 from edge.sensor_rules.engine import SensorEngine, SensorFiring
-from ingest.device_registry import DeviceRegistry
 from ingest.reading_checks import ReadingChecks
 from ingest.sensor_payload import BadReading, SensorParser
 from ingest.topic_layout import TopicLayout
-from streetwatch.config import Config, device_registry
-from streetwatch.records import Alert, AlertPhase, DeadLetter, Evidence, EvidenceKind
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,14 @@ class FeedOutput:
 class SensorFeed:
     def __init__(
         self,
-        cfg: Config,
+        cfg: EdgeServiceConfig,
         evidence_dir: Path,
         *,
         started_at: datetime | None = None,
-        registry: DeviceRegistry | None = None,
+        registry: SensorRegistry | None = None,
         charts: bool = True,
     ) -> None:
-        self.registry = registry if registry is not None else device_registry(cfg)
+        self.registry = registry if registry is not None else cfg.device_registry()
         types = {d.type.name: d.type for d in self.registry}
         self.parser = SensorParser(
             TopicLayout(cfg.neuron.topic),

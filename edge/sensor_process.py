@@ -23,6 +23,10 @@ acknowledged once they are in a batch: if a child dies, the messages in
 flight are counted and logged as lost, and both children start again (the
 rules with fresh state; the MQTT session is persistent, so what the broker
 still holds arrives).
+
+What crosses the pipes is the typed records of :mod:`edge.sensor_wire`, one
+per message; a record of a type the reader does not expect is logged and
+skipped.
 """
 
 from __future__ import annotations
@@ -39,16 +43,31 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TypeVar
 
+from edge.config import EDGE_SECTIONS, EdgeServiceConfig
 from edge.sensor_feed import FeedAlert, FeedOutput, SensorFeed
+from edge.sensor_wire import (
+    EndOfStream,
+    Failed,
+    IntakeCommand,
+    IntakeLost,
+    IntakeReply,
+    IntakeToRules,
+    MqttBatch,
+    Output,
+    Ready,
+    RulesReply,
+    Started,
+    Stop,
+    Stopped,
+    Subscribed,
+)
 from ingest.mqtt_source import MqttSource
-from streetwatch.config import Config
-from streetwatch.records import Alert, DeadLetter
 
 log = logging.getLogger(__name__)
 
-Message = tuple[str, bytes, float]  # topic, payload, receive time (epoch s)
-Reply = tuple[object, ...]
+_R = TypeVar("_R")
 
 START_TIMEOUT_S = 120.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -56,6 +75,33 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def _logging(level: int) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def _unexpected(source: str, record: object) -> None:
+    log.error(
+        "event=sensor_unexpected_record from=%s type=%s: skipped",
+        source,
+        type(record).__qualname__,
+    )
+
+
+# Typed senders: what each end may put on its pipe (Connection.send takes anything).
+
+
+def _to_rules(pipe: Connection, message: IntakeToRules) -> None:
+    pipe.send(message)
+
+
+def _intake_command(control: Connection, command: IntakeCommand) -> None:
+    control.send(command)
+
+
+def _intake_reply(control: Connection, reply: IntakeReply) -> None:
+    control.send(reply)
+
+
+def _rules_reply(outbox: Connection, reply: RulesReply) -> None:
+    outbox.send(reply)
 
 
 # -- intake process -----------------------------------------------------------
@@ -69,24 +115,29 @@ class _Batcher:
         self.size = size
         self.flush_s = flush_s
         self.lock = threading.Lock()
-        self.batch: list[Message] = []
+        self.topics: list[str] = []
+        self.payloads: list[bytes] = []
+        self.times: list[float] = []
         self.pending = threading.Event()
         self.closed = False
         threading.Thread(target=self._flusher, name="sensor-flush", daemon=True).start()
 
     def submit(self, topic: str, payload: bytes, received_at: datetime) -> None:
         with self.lock:
-            self.batch.append((topic, payload, received_at.timestamp()))
-            if len(self.batch) >= self.size:
+            self.topics.append(topic)
+            self.payloads.append(payload)
+            self.times.append(received_at.timestamp())
+            if len(self.topics) >= self.size:
                 self._send()
-            elif len(self.batch) == 1:
+            elif len(self.topics) == 1:
                 self.pending.set()
 
     def _send(self) -> None:
-        batch, self.batch = self.batch, []
+        if self.topics:
+            batch = MqttBatch(tuple(self.topics), tuple(self.payloads), tuple(self.times))
+            self.topics, self.payloads, self.times = [], [], []
+            _to_rules(self.pipe, batch)
         self.pending.clear()
-        if batch:
-            self.pipe.send(batch)
 
     def _flusher(self) -> None:
         while not self.closed:
@@ -99,7 +150,7 @@ class _Batcher:
         with self.lock:
             self._send()
             self.closed = True
-            self.pipe.send(None)  # end of stream
+            _to_rules(self.pipe, EndOfStream())
 
 
 def _intake(
@@ -113,14 +164,14 @@ def _intake(
 ) -> None:
     _logging(log_level)
     try:
-        cfg = Config.model_validate_json(cfg_json)
+        cfg = EdgeServiceConfig.model_validate_json(cfg_json)
         batcher = _Batcher(to_rules, batch, flush_s)
         mqtt = MqttSource(cfg.mqtt, client_id, batcher.submit)
         mqtt.start()
     except Exception:
-        control.send(("error", traceback.format_exc()))
+        _intake_reply(control, Failed(traceback.format_exc()))
         return
-    control.send(("ready",))
+    _intake_reply(control, Started())
     send_lock = threading.Lock()
 
     def report_subscribed() -> None:
@@ -128,15 +179,17 @@ def _intake(
             if batcher.closed:
                 return
         with send_lock:
-            control.send(("subscribed",))
+            _intake_reply(control, Subscribed())
 
     threading.Thread(target=report_subscribed, daemon=True).start()
     with contextlib.suppress(EOFError, OSError):
-        control.recv()  # "stop", or the worker is gone
+        command: object = control.recv()  # Stop (EOF: the worker is gone)
+        if not isinstance(command, Stop):
+            _unexpected("worker", command)  # stop all the same, as the worker expects
     mqtt.stop()
     batcher.close()
     with send_lock, contextlib.suppress(OSError):
-        control.send(("stopped", mqtt.stats.messages))
+        _intake_reply(control, Stopped(mqtt.stats.messages))
 
 
 # -- rules process ------------------------------------------------------------
@@ -153,32 +206,41 @@ def _rules(
 ) -> None:
     _logging(log_level)
     try:
-        cfg = Config.model_validate_json(cfg_json)
+        cfg = EdgeServiceConfig.model_validate_json(cfg_json)
         feed = SensorFeed(
             cfg, Path(evidence_dir), started_at=datetime.fromtimestamp(started_at, UTC)
         )
     except Exception:
-        outbox.send(("error", traceback.format_exc()))
+        _rules_reply(outbox, Failed(traceback.format_exc()))
         return
-    outbox.send(("ready", len(feed.registry)))
+    _rules_reply(outbox, Ready(len(feed.registry)))
+    messages = 0
     next_tick = time.monotonic() + tick_s
     while True:
         if inbox.poll(max(0.0, next_tick - time.monotonic())):
             try:
-                batch: list[Message] | None = inbox.recv()
+                received: object = inbox.recv()
             except EOFError:
-                outbox.send(("intake_lost",))
+                _rules_reply(outbox, IntakeLost())
                 return
-            if batch is None:
-                outbox.send(("stopped",))
-                return
-            before = feed.readings
-            out = FeedOutput()
-            for topic, payload, received in batch:
-                got = feed.handle(topic, payload, datetime.fromtimestamp(received, UTC))
-                out.alerts += got.alerts
-                out.dead += got.dead
-            _reply(outbox, feed, feed.readings - before, out)
+            match received:
+                case EndOfStream():
+                    _rules_reply(outbox, Stopped(messages))
+                    return
+                case MqttBatch():
+                    messages += len(received)
+                    before = feed.readings
+                    out = FeedOutput()
+                    batch = zip(
+                        received.topics, received.payloads, received.received_at, strict=True
+                    )
+                    for topic, payload, received_at in batch:
+                        got = feed.handle(topic, payload, datetime.fromtimestamp(received_at, UTC))
+                        out.alerts += got.alerts
+                        out.dead += got.dead
+                    _reply(outbox, feed, feed.readings - before, out)
+                case _:
+                    _unexpected("intake", received)
         if time.monotonic() >= next_tick:
             next_tick = time.monotonic() + tick_s
             ticked = feed.tick(datetime.now(UTC))
@@ -187,29 +249,33 @@ def _rules(
 
 
 def _reply(outbox: Connection, feed: SensorFeed, readings: int, out: FeedOutput) -> None:
-    alerts = [feed.with_chart(a).model_dump_json() for a in out.alerts]
-    dead = [d.model_dump_json() for d in out.dead]
-    outbox.send(("out", readings, alerts, dead))
+    alerts = tuple(feed.with_chart(a) for a in out.alerts)
+    _rules_reply(outbox, Output(readings, alerts, tuple(out.dead)))
 
 
 # -- the worker's side ----------------------------------------------------------
 
 
-def _expect(conn: Connection, proc: BaseProcess, what: str) -> Reply:
-    if not conn.poll(START_TIMEOUT_S):
-        proc.kill()
-        raise RuntimeError(f"the sensor {what} process did not start")
-    try:
-        reply: Reply = conn.recv()
-    except EOFError:
-        proc.join(5)
-        raise RuntimeError(
-            f"the sensor {what} process exited on start (exit code {proc.exitcode})"
-        ) from None
-    if reply[0] == "error":
-        proc.join(5)
-        raise RuntimeError(f"the sensor {what} process failed to start:\n{reply[1]}")
-    return reply
+def _expect(conn: Connection, proc: BaseProcess, what: str, kind: type[_R]) -> _R:
+    """Wait for the process's first record of ``kind`` (others are logged and skipped)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if not conn.poll(max(0.0, deadline - time.monotonic())):
+            proc.kill()
+            raise RuntimeError(f"the sensor {what} process did not start")
+        try:
+            reply: object = conn.recv()
+        except EOFError:
+            proc.join(5)
+            raise RuntimeError(
+                f"the sensor {what} process exited on start (exit code {proc.exitcode})"
+            ) from None
+        if isinstance(reply, Failed):
+            proc.join(5)
+            raise RuntimeError(f"the sensor {what} process failed to start:\n{reply.traceback}")
+        if isinstance(reply, kind):
+            return reply
+        _unexpected(what, reply)
 
 
 class SensorService:
@@ -217,7 +283,7 @@ class SensorService:
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: EdgeServiceConfig,
         evidence_dir: Path,
         client_id: str,
         on_output: Callable[[FeedOutput], None],
@@ -228,6 +294,8 @@ class SensorService:
         tick_s: float = 1.0,
     ) -> None:
         self.cfg = cfg
+        # the edge's sections only: cfg may be a whole file's config (streetwatch.config)
+        self._cfg_json = cfg.model_dump_json(include=set(EDGE_SECTIONS))
         self.evidence_dir = evidence_dir
         self.client_id = client_id
         self.on_output = on_output
@@ -264,7 +332,7 @@ class SensorService:
         rules = self._ctx.Process(
             target=_rules,
             args=(
-                self.cfg.model_dump_json(),
+                self._cfg_json,
                 str(self.evidence_dir),
                 self.started_at.timestamp(),
                 self.tick_s,
@@ -278,11 +346,11 @@ class SensorService:
         rules.start()
         rules_in.close()
         rules_out.close()
-        ready = _expect(worker_in, rules, "rules")
+        ready = _expect(worker_in, rules, "rules", Ready)
         intake = self._ctx.Process(
             target=_intake,
             args=(
-                self.cfg.model_dump_json(),
+                self._cfg_json,
                 self.client_id,
                 intake_out,
                 intake_control,
@@ -296,7 +364,7 @@ class SensorService:
         intake.start()
         intake_out.close()
         intake_control.close()
-        _expect(control, intake, "intake")
+        _expect(control, intake, "intake", Started)
         self._rules, self._intake = rules, intake
         self._outbox, self._control = worker_in, control
         t = threading.Thread(target=self._watch_intake, args=(control,), daemon=True)
@@ -305,54 +373,64 @@ class SensorService:
             "event=sensor_processes_started intake_pid=%s rules_pid=%s devices=%s",
             intake.pid,
             rules.pid,
-            ready[1],
+            ready.devices,
         )
 
     def _watch_intake(self, control: Connection) -> None:
         while True:
             try:
-                reply: Reply = control.recv()
+                reply: object = control.recv()
             except (EOFError, OSError):
                 return  # the rules side sees the intake go and restarts both
-            if reply[0] == "subscribed":
-                self.subscribed.set()
-            elif reply[0] == "stopped":
-                assert isinstance(reply[1], int)
-                self.messages += reply[1]
-                return
+            match reply:
+                case Subscribed():
+                    self.subscribed.set()
+                case Stopped(messages=messages):
+                    self.messages += messages
+                    return
+                case _:
+                    _unexpected("intake", reply)
 
     def _read(self) -> None:
         while True:
             outbox = self._outbox
             assert outbox is not None
             try:
-                reply: Reply = outbox.recv()
+                reply: object = outbox.recv()
             except (EOFError, OSError):
-                reply = ("rules_lost",)
-            kind = reply[0]
-            if kind == "stopped":
-                self._done.set()
-                return
-            if kind in ("intake_lost", "rules_lost"):
-                if self._stopping:
+                if self._lost("rules_lost"):
+                    return
+                continue
+            match reply:
+                case Output():
+                    self._output(reply)
+                case Stopped():
                     self._done.set()
                     return
-                self._restart(str(kind))
-                continue
-            if kind != "out":
-                continue
-            _, readings, alerts, dead = reply
-            assert isinstance(readings, int) and isinstance(alerts, list)
-            assert isinstance(dead, list)
-            out = FeedOutput(
-                alerts=[FeedAlert(Alert.model_validate_json(a)) for a in alerts],
-                dead=[DeadLetter.model_validate_json(d) for d in dead],
-            )
-            with self._counts:
-                self.readings += readings
-                for letter in out.dead:
-                    self.rejects[letter.reason] += 1
-            self.on_output(out)
+                case IntakeLost():
+                    if self._lost("intake_lost"):
+                        return
+                case _:
+                    _unexpected("rules", reply)
+
+    def _output(self, reply: Output) -> None:
+        out = FeedOutput(
+            alerts=[FeedAlert(a) for a in reply.alerts],
+            dead=list(reply.dead),
+        )
+        with self._counts:
+            self.readings += reply.readings
+            for letter in out.dead:
+                self.rejects[letter.reason] += 1
+        self.on_output(out)
+
+    def _lost(self, why: str) -> bool:
+        """A process went: restart both, unless stopping. True: the reader is done."""
+        if self._stopping:
+            self._done.set()
+            return True
+        self._restart(why)
+        return False
 
     def _restart(self, why: str) -> None:
         self.restarts += 1
@@ -378,7 +456,7 @@ class SensorService:
         self._stopping = True
         if self._control is not None:
             with contextlib.suppress(OSError):
-                self._control.send("stop")
+                _intake_command(self._control, Stop())
         self._done.wait(timeout)
         for proc in (self._intake, self._rules):
             if proc is not None:

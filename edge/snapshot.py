@@ -5,17 +5,15 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
 
+from core.records import Evidence, EvidenceKind
 from detectors.base import Frame
 from detectors.detections import Detections
 from edge.zones import Zone
-from streetwatch.records import Evidence, EvidenceKind
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 ZONE_COLOUR = (0, 200, 255)  # amber, BGR
 FIRING_COLOUR = (0, 0, 255)  # red
 JPEG_QUALITY = 88
@@ -83,7 +81,3 @@ def write_snapshot(image: Frame, directory: Path, name: str, captured_at: dateti
         media_type="image/jpeg",
         captured_at=captured_at,
     )
-
-
-def local_time(t: datetime) -> str:
-    return t.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S CST")

@@ -55,8 +55,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
+from core.config import Section
 from detectors.detections import Detections, FloatArray, IntArray, box_iou
-from streetwatch.config_base import Section
 
 ID_SPAN = 2**31 - 1
 

@@ -24,10 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.records import Alert, DeadLetter
 from detectors.base import Detector
 from detectors.registry import build_detector
 from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
+from edge.config import CameraConfig, EdgeServiceConfig
 from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
 from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
@@ -38,8 +40,6 @@ from ingest.open_source import open_source
 from ingest.prefetch import prefetched
 from ingest.stream_source import StreamOptions
 from ingest.video_file import Pace
-from streetwatch.config import CameraConfig, Config, device_registry
-from streetwatch.records import Alert, DeadLetter
 
 TICK_S = 1.0  # how often the sensor rules see time pass
 LOG_FIRST_REJECTS = 20  # rejects logged one by one per reason, then every LOG_EVERY_REJECT-th
@@ -60,7 +60,7 @@ class EdgeStats:
 class EdgeWorker:
     def __init__(
         self,
-        cfg: Config,
+        cfg: EdgeServiceConfig,
         sink: AlertSink,
         *,
         pace: Pace = "realtime",
@@ -73,7 +73,7 @@ class EdgeWorker:
         self.stats = EdgeStats()
         self.stop_threads = threading.Event()
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
-        self.registry = device_registry(cfg)
+        self.registry = cfg.device_registry()
         self.feed: SensorFeed | None = None  # the sensor path in this process, or
         self.sensors: SensorService | None = None  # ... in child processes
         self.feed_lock = threading.Lock()

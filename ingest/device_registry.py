@@ -12,33 +12,31 @@ key holds that list); ``overrides`` may also be a mapping. Every value is
 read as text, exactly as in the CSV, so ``0012`` stays ``0012``.
 
 Problems name the file, the line and the field, and are all reported
-together in one :class:`~streetwatch.config.ConfigError`.
+together in one :class:`~core.config.ConfigError`.
 
 :class:`DeviceRegistry` resolves each device to its :class:`Place` (a
-``[[places]]`` entry or the inline place) and its effective rule configs
-(its type's rules with the device's overrides applied).
+``[[places]]`` entry or the inline place), its device type and its rules
+(its type's rules with the device's overrides applied). It is generic over
+the device type (:class:`DeviceKind`): which rules a type has is the edge's
+business (``edge.sensor_rules.config.SensorRegistry``); this module knows
+only that a type has a name, a payload style and rules with overrides.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
-from edge.sensor_rules.config import (
-    AnyRuleConfig,
-    DeviceConfig,
-    DeviceTypeConfig,
-    apply_overrides,
-    default_device_types,
-)
-from streetwatch.config_base import ConfigError
-from streetwatch.records import GridRef, Place
+from core.config import ConfigError, Problem
+from core.records import GridRef, Place
+from ingest.device_config import DeviceConfig
+from ingest.sensor_payload import PayloadSpec
 
 COLUMNS = (
     "device_id",
@@ -57,7 +55,30 @@ COLUMNS = (
 REQUIRED = ("device_id", "type")
 _NUMBERS = ("lat", "lon")
 
-Problem = tuple[str, str]
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class DeviceKind(Protocol[R_co]):
+    """What the registry needs of a device type: ``R_co`` is the type of its rules."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def unit(self) -> str: ...
+
+    def payload_spec(self) -> PayloadSpec: ...
+
+    def resolve_rules(
+        self, overrides: Mapping[str, float]
+    ) -> tuple[Sequence[R_co], Sequence[Problem]]:
+        """Its rules with a device's ``overrides`` applied, and a (key, message) per
+        override that does not apply."""
+        ...
+
+
+T = TypeVar("T", bound=DeviceKind[Any])
 
 
 def parse_overrides(text: str) -> dict[str, float]:
@@ -272,19 +293,19 @@ def load_devices(path: Path) -> list[DeviceConfig]:
 
 
 @dataclass(frozen=True)
-class ResolvedDevice:
+class ResolvedDevice(Generic[T, R]):
     """A device with its type, its place and its effective rules."""
 
     device: DeviceConfig
-    type: DeviceTypeConfig
+    type: T
     place: Place
-    rules: tuple[AnyRuleConfig, ...]
+    rules: tuple[R, ...]
 
 
-class DeviceRegistry:
+class DeviceRegistry(Generic[T, R]):
     """Devices resolved against their types and the known places.
 
-    ``types`` by name (e.g. :func:`default_device_types`); ``places``:
+    ``types`` by name (e.g. the edge's built-in device types); ``places``:
     the ``[[places]]`` entries as :class:`Place` records. Every problem
     (unknown type, unknown or conflicting place, bad override, duplicate
     id) is reported in one :class:`ConfigError` naming ``source``.
@@ -292,7 +313,7 @@ class DeviceRegistry:
 
     def __init__(
         self,
-        types: Mapping[str, DeviceTypeConfig],
+        types: Mapping[str, T],
         devices: Iterable[DeviceConfig],
         places: Iterable[Place] = (),
         source: str = "<devices>",
@@ -300,7 +321,7 @@ class DeviceRegistry:
         self.types = dict(types)
         known = {p.place_id: p for p in places}
         problems: list[Problem] = []
-        self._devices: dict[str, ResolvedDevice] = {}
+        self._devices: dict[str, ResolvedDevice[T, R]] = {}
         for i, d in enumerate(devices):
             where = f"devices[{i}] '{d.device_id}'"
             if d.device_id in self._devices:
@@ -315,7 +336,7 @@ class DeviceRegistry:
             if place is None:
                 problems.append((f"{where}.place_id", why))
                 continue
-            rules, bad = apply_overrides(dtype.effective_rules(), d.overrides)
+            rules, bad = dtype.resolve_rules(d.overrides)
             if bad:
                 problems.extend((f"{where}.overrides.{key}", msg) for key, msg in bad)
                 continue
@@ -323,16 +344,16 @@ class DeviceRegistry:
         if problems:
             raise ConfigError(source, problems)
 
-    def get(self, device_id: str) -> ResolvedDevice | None:
+    def get(self, device_id: str) -> ResolvedDevice[T, R] | None:
         return self._devices.get(device_id)
 
-    def __getitem__(self, device_id: str) -> ResolvedDevice:
+    def __getitem__(self, device_id: str) -> ResolvedDevice[T, R]:
         return self._devices[device_id]
 
     def __contains__(self, device_id: object) -> bool:
         return device_id in self._devices
 
-    def __iter__(self) -> Iterator[ResolvedDevice]:
+    def __iter__(self) -> Iterator[ResolvedDevice[T, R]]:
         return iter(self._devices.values())
 
     def __len__(self) -> int:
@@ -361,18 +382,4 @@ def _place(d: DeviceConfig, known: Mapping[str, Place]) -> tuple[Place | None, s
             grids=GridRef(**d.grids),
         ),
         "",
-    )
-
-
-def load_registry(
-    path: Path,
-    types: Mapping[str, DeviceTypeConfig] | None = None,
-    places: Iterable[Place] = (),
-) -> DeviceRegistry:
-    """Read ``path`` and resolve its devices (built-in types unless ``types`` given)."""
-    return DeviceRegistry(
-        default_device_types() if types is None else types,
-        load_devices(path),
-        places,
-        source=str(path),
     )

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from streetwatch.config_base import Section
+from core.config import Section
 
 
 class MqttTlsConfig(Section):

@@ -25,9 +25,9 @@ from collections.abc import Container
 
 from pydantic import Field
 
+from core.config import Section
+from core.records import SensorReading
 from ingest.sensor_payload import BadReading, RejectReason
-from streetwatch.config_base import Section
-from streetwatch.records import SensorReading
 
 
 class ReadingChecksConfig(Section):

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from streetwatch.config_base import Section
-from streetwatch.records import SensorReading
+from core.config import Section
+from core.records import SensorReading
 
 if TYPE_CHECKING:
     from ingest.topic_layout import TopicLayout

@@ -36,12 +36,12 @@ from typing import Any, TypeVar
 import faust
 from pydantic import ValidationError
 
+from core.records import Alert, CaseEvent, CaseEventType, Record, StatusUpdate
 from pipeline.alert_intake import AlertIntake, Records, intake_group
 from pipeline.case_engine import CaseEngine, Clock, utc_now
 from pipeline.cloudevents import case_event_bytes
+from pipeline.config import DispatchServiceConfig
 from pipeline.store import open_store
-from streetwatch.config import Config
-from streetwatch.records import Alert, CaseEvent, CaseEventType, Record, StatusUpdate
 
 log = logging.getLogger("streetwatch.dispatch")
 R = TypeVar("R", bound=Record)
@@ -80,7 +80,7 @@ def faust_settings(bootstrap: str, partitions: int, session_timeout_s: float) ->
     }
 
 
-def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
+def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
     kafka, disp = cfg.kafka, cfg.dispatch
     app = faust.App(
         disp.app_id,
@@ -215,7 +215,7 @@ def create_app(cfg: Config, clock: Clock = utc_now) -> faust.App:
     return app
 
 
-def run_worker(cfg: Config, loglevel: str = "WARNING") -> None:
+def run_worker(cfg: DispatchServiceConfig, loglevel: str = "WARNING") -> None:
     """Run the dispatch worker in this process until SIGINT/SIGTERM."""
     app = create_app(cfg)
     worker = quiet_worker(app, loglevel)

@@ -27,14 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pipeline.dedup import Folding, fold, noteworthy
-from pipeline.lifecycle import TransitionError, apply_update
-from pipeline.routing import Router
-from pipeline.sla import SlaPolicy
-from pipeline.store import CaseStore, Change
-from pipeline.workdays import WorkCalendar
-from streetwatch.config import Config
-from streetwatch.records import (
+from core.records import (
     Alert,
     Case,
     CaseEvent,
@@ -42,7 +35,14 @@ from streetwatch.records import (
     SlaLevel,
     StatusUpdate,
 )
-from streetwatch.sites import SiteMap, site_map
+from core.sites import SiteMap
+from pipeline.config import DispatchServiceConfig
+from pipeline.dedup import Folding, fold, noteworthy
+from pipeline.lifecycle import TransitionError, apply_update
+from pipeline.routing import Router
+from pipeline.sla import SlaPolicy
+from pipeline.store import CaseStore, Change
+from pipeline.workdays import WorkCalendar
 
 log = logging.getLogger("streetwatch.cases")
 
@@ -96,14 +96,16 @@ class CaseEngine:
         self._heads: dict[str, Case | None] = {}
 
     @classmethod
-    def from_config(cls, cfg: Config, store: CaseStore, clock: Clock = utc_now) -> CaseEngine:
+    def from_config(
+        cls, cfg: DispatchServiceConfig, store: CaseStore, clock: Clock = utc_now
+    ) -> CaseEngine:
         calendar = WorkCalendar(cfg.sla.extra_holidays, cfg.sla.extra_workdays, cfg.sla.timezone)
         how = Folding(
             router=Router(cfg.routing),
             sla=SlaPolicy(cfg.sla, calendar),
             reopen_within=timedelta(seconds=cfg.dedup.reopen_within_s),
         )
-        return cls(store, site_map(cfg), how, clock, cfg.dedup.coalesce_s)
+        return cls(store, cfg.site_map(), how, clock, cfg.dedup.coalesce_s)
 
     # -- alerts ---------------------------------------------------------------
 

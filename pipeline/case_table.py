@@ -7,15 +7,17 @@ spot, with exactly the engine of the dispatch worker
 
 from __future__ import annotations
 
+from core.records import Alert, Case, CaseEvent
 from pipeline.case_engine import CaseEngine
+from pipeline.config import DispatchServiceConfig
 from pipeline.store import open_store
-from streetwatch.config import Config
-from streetwatch.records import Alert, Case, CaseEvent
 
 
 class CaseTable:
-    def __init__(self, cfg: Config | None = None) -> None:
-        self.engine = CaseEngine.from_config(cfg or Config(), open_store("sqlite://:memory:"))
+    def __init__(self, cfg: DispatchServiceConfig | None = None) -> None:
+        self.engine = CaseEngine.from_config(
+            cfg or DispatchServiceConfig(), open_store("sqlite://:memory:")
+        )
         self.engine.coalesce_s = 0.0  # a replay shows every change at once
         self.cases: dict[str, Case] = {}  # case key -> newest case
         self.events: list[CaseEvent] = []

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from pydantic import ValidationError
 
-from streetwatch.records import CaseEvent
+from core.records import CaseEvent
 
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "cn.streetwatch.case."

@@ -1,7 +1,7 @@
 """Folding alerts into cases: the pure logic behind the dispatch worker.
 
 A case is one real problem: one ``category`` at one *site* (places that are
-the same place, :mod:`streetwatch.sites`). The newest case at a key is its
+the same place, :mod:`core.sites`). The newest case at a key is its
 *head*. What an alert does depends on the head:
 
 - no head, or the head ended more than ``reopen_within`` before the alert:
@@ -35,9 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pipeline.routing import Router
-from pipeline.sla import SlaPolicy
-from streetwatch.records import (
+from core.records import (
     Alert,
     AlertPhase,
     Case,
@@ -46,6 +44,8 @@ from streetwatch.records import (
     Evidence,
     EvidenceKind,
 )
+from pipeline.routing import Router
+from pipeline.sla import SlaPolicy
 
 KEEP_LATEST_EVIDENCE = 4
 KEEP_CLIPS = 3

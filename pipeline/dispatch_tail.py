@@ -6,13 +6,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import tzinfo
 
 from aiokafka import AIOKafkaConsumer
 
-from edge.snapshot import local_time
+from core.kafka import KafkaConfig
+from core.records import CaseEvent
+from core.timefmt import local_time
 from pipeline.cloudevents import EnvelopeError, parse_case_event
-from streetwatch.config import KafkaConfig
-from streetwatch.records import CaseEvent
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ async def case_events(
         await consumer.stop()
 
 
-def describe(event: CaseEvent) -> str:
+def describe(event: CaseEvent, tz: tzinfo) -> str:
+    """One line per event, times in ``tz`` (the town's zone, ``[sla] timezone``)."""
     c = event.case
     if c.evidence:
         evidence = f"evidence {c.evidence[-1].path}"
@@ -52,11 +54,11 @@ def describe(event: CaseEvent) -> str:
         evidence = f"reading {shown} from {r.device_id}"
     else:
         evidence = "no evidence"
-    cleared = f"  cleared {local_time(c.cleared_at)}" if c.cleared_at is not None else ""
+    cleared = f"  cleared {local_time(c.cleared_at, tz)}" if c.cleared_at is not None else ""
     route = f"  -> {c.route.owner} (urgency {c.route.urgency})" if c.route else ""
     sla = f" {event.stage}" if event.stage else ""
     return (
         f"case {event.type:<14}{sla} v{event.version:<3} {c.case_id}  {c.category:<18} "
-        f"@ {c.site_id} ({c.place.name})  {c.status}{route}  first {local_time(c.first_seen)}  "
-        f"last {local_time(c.last_seen)}  count {c.alert_count}{cleared}  {evidence}"
+        f"@ {c.site_id} ({c.place.name})  {c.status}{route}  first {local_time(c.first_seen, tz)}  "
+        f"last {local_time(c.last_seen, tz)}  count {c.alert_count}{cleared}  {evidence}"
     )

@@ -14,8 +14,8 @@ time of the status that reaches it.
 
 from __future__ import annotations
 
+from core.records import Case, CaseStatus, StatusUpdate
 from pipeline.sla import SlaPolicy
-from streetwatch.records import Case, CaseStatus, StatusUpdate
 
 MAIN_LINE = (
     CaseStatus.FILED,

@@ -43,8 +43,11 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from edge.kafka_io import create_topics, reliable_producer, start_producer
+from core.config import ConfigError
+from core.kafka import create_topics, reliable_producer, start_producer
+from core.records import Case, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
 from pipeline.cloudevents import EnvelopeError, parse_case_event
+from pipeline.config import DispatchServiceConfig
 from pipeline.open311_client import (
     Open311Client,
     Open311Error,
@@ -52,8 +55,6 @@ from pipeline.open311_client import (
     Open311Unavailable,
     RemoteStatus,
 )
-from streetwatch.config import Config, ConfigError
-from streetwatch.records import Case, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class Open311Bridge:
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: DispatchServiceConfig,
         table: RequestTable,
         client: Open311Client,
         producer: AIOKafkaProducer,
@@ -451,11 +452,11 @@ class Open311Bridge:
                 raise r
 
 
-def table_path(cfg: Config) -> Path:
+def table_path(cfg: DispatchServiceConfig) -> Path:
     return Path(cfg.dispatch.datadir) / TABLE_FILE
 
 
-def check_config(cfg: Config) -> None:
+def check_config(cfg: DispatchServiceConfig) -> None:
     """:class:`ConfigError` unless the bridge can run with ``cfg``."""
     o = cfg.open311
     problems: list[tuple[str, str]] = []
@@ -470,7 +471,7 @@ def check_config(cfg: Config) -> None:
 
 
 async def run_bridge(
-    cfg: Config, stop: asyncio.Event | None = None, *, retry_failed: bool = True
+    cfg: DispatchServiceConfig, stop: asyncio.Event | None = None, *, retry_failed: bool = True
 ) -> None:
     """Run the Open311 bridge until ``stop`` is set (forever if None)."""
     check_config(cfg)
@@ -487,7 +488,7 @@ async def run_bridge(
                     cfg.open311,
                     session,
                     tz=ZoneInfo(cfg.sla.timezone),
-                    evidence_root=cfg.edge.evidence_dir,
+                    evidence_root=cfg.open311.evidence_root,
                 )
                 bridge = Open311Bridge(cfg, table, client, producer)
                 await bridge.run(stop, retry_failed=retry_failed)

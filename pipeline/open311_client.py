@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from streetwatch.config_cases import Open311Config
-from streetwatch.records import Case, EvidenceKind
+from core.records import Case, EvidenceKind
+from pipeline.config import Open311Config
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from core.records import Case, CaseStatus, SlaStage
 from pipeline.store.base import CaseStore
-from streetwatch.records import Case, CaseStatus, SlaStage
 
 CHRONIC_AT = 3
 """Cases plus reopens at one site and category that make it a 顽症 (chronic problem)."""

@@ -14,8 +14,8 @@ elsewhere.
 
 from __future__ import annotations
 
-from streetwatch.config_cases import RoutingConfig, RoutingRuleConfig
-from streetwatch.records import GridRef, Route
+from core.records import GridRef, Route
+from pipeline.config import RoutingConfig, RoutingRuleConfig
 
 BUILT_IN_RULES: tuple[RoutingRuleConfig, ...] = (
     RoutingRuleConfig(category="illegal_stall", owner="城管中队", assisting=["市场监管所"]),

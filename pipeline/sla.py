@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from core.records import CaseStatus, SlaLevel, SlaStage, StageClock
+from pipeline.config import SlaConfig
 from pipeline.workdays import WorkCalendar
-from streetwatch.config_cases import SlaConfig
-from streetwatch.records import CaseStatus, SlaLevel, SlaStage, StageClock
 
 STAGES: tuple[SlaStage, ...] = (SlaStage.DISPATCH, SlaStage.ON_SITE, SlaStage.FEEDBACK)
 

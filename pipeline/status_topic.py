@@ -1,15 +1,14 @@
 """Publishing status updates on the status topic (for the CLI, the demo and tests).
 
-The topic is created with the others (:func:`edge.alert_sink.ensure_topics`).
+The topic is created with the others (:func:`core.kafka.ensure_topics`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge.kafka_io import reliable_producer, start_producer
-from streetwatch.config import KafkaConfig
-from streetwatch.records import StatusUpdate
+from core.kafka import KafkaConfig, reliable_producer, start_producer
+from core.records import StatusUpdate
 
 
 async def publish_updates(cfg: KafkaConfig, updates: Sequence[StatusUpdate]) -> None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.cloudevents import EnvelopeError, parse_case_event
+from pipeline.config import DispatchServiceConfig
 from pipeline.store import CaseStore, open_store
-from streetwatch.config import Config
 
 log = logging.getLogger("streetwatch.store_sync")
 
@@ -33,7 +33,7 @@ class SyncStats:
 
 
 async def sync_store(
-    cfg: Config,
+    cfg: DispatchServiceConfig,
     target_url: str,
     stop: asyncio.Event,
     group_id: str = "streetwatch-store-sync",

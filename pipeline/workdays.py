@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import chinese_calendar  # type: ignore[import-untyped]
 
-from streetwatch.config_cases import SlaConfig
+from pipeline.config import SlaConfig
 
 log = logging.getLogger(__name__)
 

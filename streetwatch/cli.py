@@ -17,10 +17,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from streetwatch.config import Config, ConfigError, device_registry, load_config
-from streetwatch.records import CaseStatus, StatusUpdate
+from core.config import ConfigError
+from core.records import CaseStatus, StatusUpdate
+from streetwatch.service_config import load_dispatch_config, load_edge_config
+
+if TYPE_CHECKING:
+    from edge.config import EdgeServiceConfig
+    from pipeline.config import DispatchServiceConfig
+    from streetwatch.config import Config
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -126,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from streetwatch.config import load_config
     from streetwatch.demo import DemoError, default_run_dir, run_demo
 
     cfg = load_config(args.config or _demo_config())
@@ -145,11 +153,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
 
 
-async def _edge(cfg: Config, fast: bool) -> int:
-    from edge.alert_sink import KafkaAlertSink, ensure_topics
+async def _edge(cfg: EdgeServiceConfig, fast: bool) -> int:
+    from core.kafka import ensure_topics
+    from edge.alert_sink import KafkaAlertSink
     from edge.dead_letters import KafkaDeadLetterSink
     from edge.worker import EdgeWorker
-    from streetwatch.sites import site_map
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -159,7 +167,7 @@ async def _edge(cfg: Config, fast: bool) -> int:
     k = cfg.kafka
     worker = EdgeWorker(
         cfg,
-        KafkaAlertSink(k, site_map(cfg)),
+        KafkaAlertSink(k, cfg.site_map()),
         pace="fast" if fast else "realtime",
         dead_letters=KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions),
     )
@@ -167,7 +175,7 @@ async def _edge(cfg: Config, fast: bool) -> int:
     return EXIT_RUNTIME if stats.camera_errors else 0
 
 
-async def _tail(cfg: Config, raw: bool) -> int:
+async def _tail(cfg: DispatchServiceConfig, raw: bool) -> int:
     from pipeline.dispatch_tail import case_events, describe
 
     stop = asyncio.Event()
@@ -175,11 +183,11 @@ async def _tail(cfg: Config, raw: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async for data, event in case_events(cfg.kafka, stop):
-        print(data.decode() if raw else describe(event), flush=True)
+        print(data.decode() if raw else describe(event, ZoneInfo(cfg.sla.timezone)), flush=True)
     return 0
 
 
-async def _open311(cfg: Config) -> int:
+async def _open311(cfg: DispatchServiceConfig) -> int:
     from pipeline.open311_bridge import run_bridge
 
     stop = asyncio.Event()
@@ -190,7 +198,7 @@ async def _open311(cfg: Config) -> int:
     return 0
 
 
-async def _store_sync(cfg: Config, target: str, group: str) -> int:
+async def _store_sync(cfg: DispatchServiceConfig, target: str, group: str) -> int:
     from pipeline.store_sync import sync_store
 
     stop = asyncio.Event()
@@ -202,8 +210,8 @@ async def _store_sync(cfg: Config, target: str, group: str) -> int:
     return 0
 
 
-async def _status(cfg: Config, args: argparse.Namespace) -> int:
-    from edge.alert_sink import ensure_topics
+async def _status(cfg: DispatchServiceConfig, args: argparse.Namespace) -> int:
+    from core.kafka import ensure_topics
     from pipeline.status_topic import publish_updates
 
     update = StatusUpdate(
@@ -221,7 +229,7 @@ async def _status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(cfg: Config, args: argparse.Namespace) -> int:
+def _report(cfg: DispatchServiceConfig, args: argparse.Namespace) -> int:
     from pipeline.reports import run_report
     from pipeline.store import open_store
 
@@ -254,68 +262,98 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
     except ReplayError as exc:
         print(f"streetwatch replay: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
-    print_summary(result, args.out)
+    print_summary(result, args.out, ZoneInfo(cfg.sla.timezone))
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from detectors.model_file import ModelFileError
-    from ingest.frames import SourceError
-    from pipeline.store import StoreError
-    from streetwatch.brokers import BrokerUnavailable
+def _runtime_errors(command: str) -> tuple[type[Exception], ...]:
+    """What a command can fail with at run time that a user causes: one line each.
 
+    Imported here, per command, so that the central commands never load the
+    edge box's stack (OpenCV, onnxruntime)."""
+    from pipeline.store import StoreError
+
+    errors: tuple[type[Exception], ...] = (StoreError,)
+    if command in ("demo", "edge", "replay", "check-config"):
+        from detectors.model_file import ModelFileError
+        from ingest.frames import SourceError
+        from streetwatch.brokers import BrokerUnavailable
+
+        errors += (ModelFileError, SourceError, BrokerUnavailable)
+    return errors
+
+
+def _check_config(path: Path) -> int:
+    from streetwatch.config import load_config
+
+    cfg = load_config(path)
+    devices = len(cfg.device_registry())
+    print(f"{path}: ok ({len(cfg.cameras)} camera(s), {devices} sensor device(s))")
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from streetwatch.generated_docs import stale_docs, write_docs
+
+    if args.write:
+        for path in write_docs(args.write):
+            print(path)
+        return 0
+    stale = stale_docs(args.check)
+    if stale:
+        print(
+            f"generated docs out of date in {args.check}: {', '.join(stale)}; "
+            f"run: streetwatch docs --write {args.check}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _dispatch_command(args: argparse.Namespace) -> int:
+    cfg = load_dispatch_config(args.config)
+    _setup_logging(args.log_level)
+    if args.command == "tail":
+        return asyncio.run(_tail(cfg, args.json))
+    if args.command == "dispatch":
+        from pipeline.app import run_worker
+
+        run_worker(cfg, loglevel=args.log_level)
+        return 0
+    if args.command == "open311":
+        return asyncio.run(_open311(cfg))
+    if args.command == "status":
+        return asyncio.run(_status(cfg, args))
+    if args.command == "report":
+        return _report(cfg, args)
+    if args.command == "store-sync":
+        return asyncio.run(_store_sync(cfg, args.to, args.group))
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "demo":
             return _cmd_demo(args)
         if args.command == "check-config":
-            cfg = load_config(args.config)
-            devices = len(device_registry(cfg))
-            print(f"{args.config}: ok ({len(cfg.cameras)} camera(s), {devices} sensor device(s))")
-            return 0
+            return _check_config(args.config)
         if args.command == "docs":
-            from streetwatch.generated_docs import stale_docs, write_docs
-
-            if args.write:
-                for path in write_docs(args.write):
-                    print(path)
-                return 0
-            stale = stale_docs(args.check)
-            if stale:
-                print(
-                    f"generated docs out of date in {args.check}: {', '.join(stale)}; "
-                    f"run: streetwatch docs --write {args.check}",
-                    file=sys.stderr,
-                )
-                return 1
-            return 0
-        cfg = load_config(args.config)
+            return _docs(args)
         if args.command == "replay":
-            return _cmd_replay(cfg, args)
-        _setup_logging(args.log_level)
-        if args.command == "edge":
-            return asyncio.run(_edge(cfg, args.fast))
-        if args.command == "tail":
-            return asyncio.run(_tail(cfg, args.json))
-        if args.command == "dispatch":
-            from pipeline.app import run_worker
+            from streetwatch.config import load_config
 
-            run_worker(cfg, loglevel=args.log_level)
-            return 0
-        if args.command == "open311":
-            return asyncio.run(_open311(cfg))
-        if args.command == "status":
-            return asyncio.run(_status(cfg, args))
-        if args.command == "report":
-            return _report(cfg, args)
-        if args.command == "store-sync":
-            return asyncio.run(_store_sync(cfg, args.to, args.group))
+            return _cmd_replay(load_config(args.config), args)
+        if args.command == "edge":
+            cfg = load_edge_config(args.config)
+            _setup_logging(args.log_level)
+            return asyncio.run(_edge(cfg, args.fast))
+        return _dispatch_command(args)
     except ConfigError as exc:
         print(f"streetwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (ModelFileError, SourceError, BrokerUnavailable, StoreError) as exc:
+    except _runtime_errors(args.command) as exc:
         print(f"streetwatch: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
-    raise AssertionError(f"unhandled command {args.command}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,21 +20,23 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
-from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
+from core.kafka import ensure_topics
+from core.records import Alert, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
+from edge.alert_sink import KafkaAlertSink, RecordingSink
 from edge.dead_letters import KafkaDeadLetterSink
 from edge.worker import EdgeWorker
 from ingest.topic_layout import TopicLayout
 from ingest.video_file import Pace
+from pipeline.config import DISPATCH_SECTIONS
 from pipeline.dedup import shows
 from pipeline.dispatch_tail import case_events, describe
 from pipeline.status_topic import publish_updates
 from streetwatch.brokers import start_mosquitto, start_tansu
 from streetwatch.config import Config
 from streetwatch.processes import Child
-from streetwatch.records import Alert, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
 from streetwatch.sensor_simulator import simulate
-from streetwatch.sites import site_map
 
 log = logging.getLogger("streetwatch.demo")
 
@@ -88,8 +90,9 @@ async def run_demo(
         mosquitto = start_mosquitto(run_dir)
         brokers.append(mosquitto)
         cfg = _with_brokers(cfg, tansu.address, mosquitto.port, run_dir)
-        config_path = run_dir / "config.json"
-        config_path.write_text(cfg.model_dump_json(indent=2))
+        # the dispatch service gets its own sections only, as on a central machine
+        config_path = run_dir / "dispatch.json"
+        config_path.write_text(cfg.model_dump_json(include=set(DISPATCH_SECTIONS), indent=2))
         print(
             f"brokers: kafka {tansu.address}, mqtt 127.0.0.1:{mosquitto.port}; logs in {run_dir}",
             file=out,
@@ -115,7 +118,7 @@ async def run_demo(
 async def _run(
     cfg: Config, pace: Pace, duration: float, stop: asyncio.Event, dispatch: Child, out: TextIO
 ) -> int:
-    sink = RecordingSink(KafkaAlertSink(cfg.kafka, site_map(cfg)))
+    sink = RecordingSink(KafkaAlertSink(cfg.kafka, cfg.site_map()))
     k = cfg.kafka
     dead = KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions)
     edge = EdgeWorker(cfg, sink, pace=pace, dead_letters=dead)
@@ -123,6 +126,7 @@ async def _run(
     edge_task = asyncio.create_task(edge.run(stop_edge))
     cases: dict[str, CaseEvent] = {}
     last_event = time.monotonic()
+    tz = ZoneInfo(cfg.sla.timezone)
 
     async def tail() -> None:
         nonlocal last_event
@@ -130,7 +134,7 @@ async def _run(
             if event.case_id not in cases or event.version > cases[event.case_id].version:
                 cases[event.case_id] = event
             last_event = time.monotonic()
-            print(describe(event), file=out, flush=True)
+            print(describe(event, tz), file=out, flush=True)
             if event.type is CaseEventType.OPENED:
                 # play the dispatch system: send each new case to its owner
                 await publish_updates(cfg.kafka, [_dispatched(event)])

@@ -14,21 +14,22 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TextIO
 
 import cv2
 
+from core.records import Alert
+from core.timefmt import local_time
 from detectors.registry import build_detector
 from edge.camera_worker import CameraWorker
-from edge.snapshot import local_time
+from edge.config import CameraConfig
 from ingest.frames import SourceError
 from ingest.prefetch import prefetched
 from ingest.video_file import VideoFileSource
 from pipeline.case_table import CaseTable
-from streetwatch.config import CameraConfig, Config
-from streetwatch.records import Alert
+from streetwatch.config import Config
 
 
 class ReplayError(Exception):
@@ -147,7 +148,8 @@ def replay(
     )
 
 
-def print_summary(result: ReplayResult, out: Path, stream: TextIO = sys.stdout) -> None:
+def print_summary(result: ReplayResult, out: Path, tz: tzinfo, stream: TextIO = sys.stdout) -> None:
+    """What the replay found; times in ``tz``."""
     print(
         f"{result.frames_decoded} frames, {result.analysed} analysed, detector on "
         f"{result.detector_runs} ({result.detector_runs / max(result.analysed, 1):.0%}, "
@@ -157,7 +159,8 @@ def print_summary(result: ReplayResult, out: Path, stream: TextIO = sys.stdout) 
     )
     for c in result.table.cases.values():
         print(
-            f"  {c.case_id} {c.category} @ {c.place.place_id}: first {local_time(c.first_seen)}, "
-            f"last {local_time(c.last_seen)}, {c.alert_count} alert(s)",
+            f"  {c.case_id} {c.category} @ {c.place.place_id}: "
+            f"first {local_time(c.first_seen, tz)}, "
+            f"last {local_time(c.last_seen, tz)}, {c.alert_count} alert(s)",
             file=stream,
         )

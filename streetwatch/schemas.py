@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streetwatch.records import WIRE_RECORDS
+from core.records import WIRE_RECORDS
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.sensor_rules.config import SensorDevice
 from edge.sensor_rules.threshold import ThresholdConfig
-from ingest.device_registry import ResolvedDevice
 from ingest.topic_layout import TopicLayout
 
 
-def levels(device: ResolvedDevice) -> tuple[float, float]:
+def levels(device: SensorDevice) -> tuple[float, float]:
     """(enter, exit) of the device's first threshold rule on its value."""
     for rule in device.rules:
         if isinstance(rule, ThresholdConfig) and rule.field == "value":
@@ -32,7 +32,7 @@ def levels(device: ResolvedDevice) -> tuple[float, float]:
     raise ValueError(f"device {device.device.device_id} has no threshold rule on its value")
 
 
-def payload(device: ResolvedDevice, value: float, at: datetime, seq: int) -> bytes:
+def payload(device: SensorDevice, value: float, at: datetime, seq: int) -> bytes:
     """One reading in the device type's payload style."""
     spec = device.type.payload_spec()
     if spec.vendor == "params":
@@ -58,7 +58,7 @@ def wave(
 def simulate(
     host: str,
     port: int,
-    device: ResolvedDevice,
+    device: SensorDevice,
     layout: TopicLayout,
     *,
     readings: int = 60,

@@ -23,11 +23,12 @@ from datetime import datetime
 
 from pydantic import Field, field_validator
 
+from core.config import Section
+from core.plugins import Plugins
+from core.records import Slug
 from detectors.detections import Detections
 from edge.schedule import ActiveHours, parse_range
 from edge.zones import Zone
-from streetwatch.config_base import Section
-from streetwatch.records import Slug
 
 
 class RuleBase(Section):
@@ -143,3 +144,9 @@ class ZoneRule:
         first = self.last_fired is None
         self.last_fired = now
         return Firing(first_seen=holding.since, detections=holding.shown, first_of_episode=first)
+
+
+#: The camera rule plugins: each registers its config class with its rule class
+#: (``@CAMERA_RULES.register(Config)``); :mod:`edge.rules.registry` lists them.
+#: A rule is built from its config, its zone and the camera's time zone.
+CAMERA_RULES: Plugins[RuleBase, [Zone, str], ZoneRule] = Plugins("camera rule")

@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from core.records import Slug
 from detectors.detections import Detections
-from edge.rules.base import HeldCondition, Holding, RuleBase
+from edge.rules.base import CAMERA_RULES, HeldCondition, Holding, RuleBase
 from edge.rules.still_objects import StillObjectsRule
 from edge.zones import Zone
-from streetwatch.records import Slug
 
 
 class ClassMapRuleConfig(RuleBase):
@@ -30,6 +30,7 @@ class ClassMapRuleConfig(RuleBase):
     still_iou: float = Field(default=0.5, gt=0, lt=1, description="IoU that counts as not moved")
 
 
+@CAMERA_RULES.register(ClassMapRuleConfig)
 class ClassMapRule(StillObjectsRule):
     def __init__(self, cfg: ClassMapRuleConfig, zone: Zone, timezone: str) -> None:
         super().__init__(cfg, zone, timezone, cfg.classes, cfg.still_iou, cfg.min_objects)

@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.rules.base import RuleBase
+from core.records import Slug
+from edge.rules.base import CAMERA_RULES, RuleBase
 from edge.rules.counting import StandingCountRule
 from edge.zones import Zone
-from streetwatch.records import Slug
 
 PERSON = frozenset({"person"})
 
@@ -31,6 +31,7 @@ class CrowdRuleConfig(RuleBase):
     still_iou: float = Field(default=0.3, gt=0, lt=1, description="IoU that counts as in place")
 
 
+@CAMERA_RULES.register(CrowdRuleConfig)
 class CrowdRule(StandingCountRule):
     def __init__(self, cfg: CrowdRuleConfig, zone: Zone, timezone: str) -> None:
         super().__init__(

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.rules.base import RuleBase
+from core.records import Slug
+from edge.rules.base import CAMERA_RULES, RuleBase
 from edge.rules.counting import StandingCountRule
 from edge.zones import Zone
-from streetwatch.records import Slug
 
 
 class NonMotorRuleConfig(RuleBase):
@@ -27,6 +27,7 @@ class NonMotorRuleConfig(RuleBase):
     still_iou: float = Field(default=0.5, gt=0, lt=1, description="IoU that counts as not moved")
 
 
+@CAMERA_RULES.register(NonMotorRuleConfig)
 class NonMotorRule(StandingCountRule):
     def __init__(self, cfg: NonMotorRuleConfig, zone: Zone, timezone: str) -> None:
         super().__init__(

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.rules.base import RuleBase
+from core.records import Slug
+from edge.rules.base import CAMERA_RULES, RuleBase
 from edge.rules.still_objects import StillObjectsRule
 from edge.zones import Zone
-from streetwatch.records import Slug
 
 VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle")
 
@@ -34,6 +34,7 @@ class ParkingRuleConfig(RuleBase):
     )
 
 
+@CAMERA_RULES.register(ParkingRuleConfig)
 class ParkingRule(StillObjectsRule):
     def __init__(self, cfg: ParkingRuleConfig, zone: Zone, timezone: str = "Asia/Shanghai") -> None:
         super().__init__(cfg, zone, timezone, cfg.classes, cfg.still_iou)

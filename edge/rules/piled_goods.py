@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.rules.base import RuleBase
+from core.records import Slug
+from edge.rules.base import CAMERA_RULES, RuleBase
 from edge.rules.still_objects import StillObjectsRule
 from edge.zones import Zone
-from streetwatch.records import Slug
 
 GOODS_CLASSES = (
     "suitcase",
@@ -36,6 +36,7 @@ class PiledGoodsRuleConfig(RuleBase):
     still_iou: float = Field(default=0.5, gt=0, lt=1, description="IoU that counts as not moved")
 
 
+@CAMERA_RULES.register(PiledGoodsRuleConfig)
 class PiledGoodsRule(StillObjectsRule):
     def __init__(self, cfg: PiledGoodsRuleConfig, zone: Zone, timezone: str) -> None:
         super().__init__(cfg, zone, timezone, cfg.classes, cfg.still_iou, cfg.min_objects)

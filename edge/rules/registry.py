@@ -1,45 +1,24 @@
-"""The camera rules: config union (discriminated on ``type``) and factory."""
+"""The camera rules: every plugin module, the config union (discriminated on
+``type``) and the factory, all derived from the registrations in
+:data:`edge.rules.base.CAMERA_RULES` (:mod:`core.plugins`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from edge.rules.base import RuleBase, ZoneRule
-from edge.rules.class_map import ClassMapRule, ClassMapRuleConfig
-from edge.rules.crowd import CrowdRule, CrowdRuleConfig
-from edge.rules.non_motor import NonMotorRule, NonMotorRuleConfig
-from edge.rules.parking import ParkingRule, ParkingRuleConfig
-from edge.rules.piled_goods import PiledGoodsRule, PiledGoodsRuleConfig
-from edge.rules.stall import StallRule, StallRuleConfig
+from edge.rules import class_map, crowd, non_motor, parking, piled_goods, stall
+from edge.rules.base import CAMERA_RULES, RuleBase, ZoneRule
 from edge.zones import Zone
 
-RuleConfig = Annotated[
-    ParkingRuleConfig
-    | StallRuleConfig
-    | PiledGoodsRuleConfig
-    | NonMotorRuleConfig
-    | CrowdRuleConfig
-    | ClassMapRuleConfig,
-    Field(discriminator="type"),
-]
+PLUGIN_MODULES = (parking, stall, piled_goods, non_motor, crowd, class_map)
 
-_FACTORIES: dict[type[RuleBase], Callable[[Any, Zone, str], ZoneRule]] = {
-    ParkingRuleConfig: ParkingRule,
-    StallRuleConfig: StallRule,
-    PiledGoodsRuleConfig: PiledGoodsRule,
-    NonMotorRuleConfig: NonMotorRule,
-    CrowdRuleConfig: CrowdRule,
-    ClassMapRuleConfig: ClassMapRule,
-}
+if TYPE_CHECKING:
+    RuleConfig = RuleBase
+else:
+    RuleConfig = CAMERA_RULES.config_union()
 
-RULE_TYPES: frozenset[str] = frozenset(
-    str(cls.model_fields["type"].annotation.__args__[0])  # type: ignore[union-attr]
-    for cls in _FACTORIES
-)
+RULE_TYPES: frozenset[str] = CAMERA_RULES.tags
 
 
 def build_rule(cfg: RuleBase, zone: Zone, timezone: str) -> ZoneRule:
-    return _FACTORIES[type(cfg)](cfg, zone, timezone)
+    return CAMERA_RULES.build(cfg, zone, timezone)

@@ -22,11 +22,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from core.records import Slug
 from detectors.detections import Detections
-from edge.rules.base import HeldCondition, Holding, RuleBase, ZoneRule
+from edge.rules.base import CAMERA_RULES, HeldCondition, Holding, RuleBase, ZoneRule
 from edge.stationary import StationaryMemory, shown
 from edge.zones import Zone
-from streetwatch.records import Slug
 
 STALL_OBJECTS = (
     "umbrella", "dining table", "chair", "bench", "bicycle", "suitcase", "potted plant",
@@ -60,6 +60,7 @@ def _centres(xyxy: np.ndarray) -> np.ndarray:
     return np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2], axis=1)
 
 
+@CAMERA_RULES.register(StallRuleConfig)
 class StallRule(ZoneRule):
     def __init__(self, cfg: StallRuleConfig, zone: Zone, timezone: str) -> None:
         super().__init__(cfg, zone, timezone)

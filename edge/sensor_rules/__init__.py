@@ -1,5 +1,2 @@
-"""Sensor rules: each file holds a rule and its config; :mod:`.engine` runs them per device.
-
-Kept import-free so that :mod:`ingest.device_registry` can import
-:mod:`.config` without pulling in the engine.
-"""
+"""Sensor rules: each file holds a rule and its config (registered in :mod:`.base`'s
+``SENSOR_RULES``); :mod:`.registry` lists them and :mod:`.engine` runs them per device."""

@@ -22,8 +22,9 @@ from datetime import datetime
 
 from pydantic import Field
 
-from streetwatch.config_base import Section
-from streetwatch.records import AlertPhase, SensorReading, Slug
+from core.config import Section
+from core.plugins import Plugins
+from core.records import AlertPhase, SensorReading, Slug
 
 
 class FlappingConfig(Section):
@@ -166,3 +167,9 @@ class FlappingGuard:
 
     def tick(self, now: datetime) -> RuleEvent | None:
         return self._end_if_quiet(now)
+
+
+#: The sensor rule plugins: each registers its config class with its rule class
+#: (``@SENSOR_RULES.register(Config)``); :mod:`edge.sensor_rules.registry` lists
+#: them. A rule is built from its config and its device type's unit.
+SENSOR_RULES: Plugins[SensorRuleBase, [str], SensorRule] = Plugins("sensor rule")

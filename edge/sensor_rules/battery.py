@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge.sensor_rules.base import RuleEvent, SensorRule, SensorRuleBase
-from streetwatch.records import AlertPhase, SensorReading, Slug
+from core.records import AlertPhase, SensorReading, Slug
+from edge.sensor_rules.base import SENSOR_RULES, RuleEvent, SensorRule, SensorRuleBase
 
 
 class LowBatteryConfig(SensorRuleBase):
@@ -27,6 +27,7 @@ class LowBatteryConfig(SensorRuleBase):
         return self
 
 
+@SENSOR_RULES.register(LowBatteryConfig)
 class LowBatteryRule(SensorRule):
     def __init__(self, cfg: LowBatteryConfig, unit: str = "") -> None:
         super().__init__(cfg, "%")

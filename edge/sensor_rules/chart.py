@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
-from streetwatch.records import SensorReading
+from core.records import SensorReading
 
 WIDTH, HEIGHT = 480, 200
 MEDIA_TYPE = "image/svg+xml"

@@ -1,45 +1,33 @@
-"""Configuration of sensor device types, their rules, and devices.
+"""Configuration of sensor device types and their rules.
 
 A device type (``[[device_types]]``) names its unit, payload style and rules;
 the rules are a union discriminated on ``type`` (:data:`SensorRuleConfig`).
-A device (``[[devices]]``, or a CSV/YAML file read by
-:mod:`ingest.device_registry`) names its type and place and may override any
-numeric field of its type's rules with ``"rule_id.field" = number``.
+A device (:class:`ingest.device_config.DeviceConfig`) names its type and
+place and may override any numeric field of its type's rules with
+``"rule_id.field" = number``: :meth:`DeviceTypeConfig.resolve_rules` applies
+those, and :data:`SensorRegistry` is the device registry over these types.
 :func:`default_device_types` gives built-in types for the town's devices.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from edge.sensor_rules.base import FlappingConfig
+from core.config import Problem, Section
+from core.records import Slug
+from edge.sensor_rules.base import FlappingConfig, SensorRuleBase
 from edge.sensor_rules.battery import LowBatteryConfig
 from edge.sensor_rules.heartbeat import HeartbeatConfig
 from edge.sensor_rules.rate import RateOfChangeConfig
+from edge.sensor_rules.registry import SensorRuleConfig
 from edge.sensor_rules.state import StateConfig
 from edge.sensor_rules.threshold import ThresholdConfig
+from ingest.device_registry import DeviceRegistry, ResolvedDevice
 from ingest.sensor_payload import PayloadSpec
-from streetwatch.config_base import Section
-from streetwatch.records import Slug
 
-SensorRuleConfig = Annotated[
-    ThresholdConfig | RateOfChangeConfig | StateConfig | HeartbeatConfig | LowBatteryConfig,
-    Field(discriminator="type"),
-]
-AnyRuleConfig = (
-    ThresholdConfig | RateOfChangeConfig | StateConfig | HeartbeatConfig | LowBatteryConfig
-)
-
-SENSOR_RULE_TYPES: frozenset[str] = frozenset(
-    {"threshold", "rate_of_change", "state", "heartbeat", "low_battery"}
-)
-
-GridLevel = Literal["large", "medium", "small", "micro"]
-OVERRIDE_KEY = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,127}\.[a-z_]+$")
 #: rule fields an override may not change
 FIXED_FIELDS = frozenset({"type", "rule_id", "category", "flapping", "field", "direction"})
 
@@ -72,7 +60,7 @@ class DeviceTypeConfig(Section):
             if r.rule_id in seen:
                 raise ValueError(f"duplicate rule_id '{r.rule_id}'")
             seen.add(r.rule_id)
-        if self.heartbeat_s is not None and any(r.type == "heartbeat" for r in self.rules):
+        if self.heartbeat_s is not None and any(isinstance(r, HeartbeatConfig) for r in self.rules):
             raise ValueError("give heartbeat_s or a heartbeat rule, not both")
         return self
 
@@ -80,48 +68,18 @@ class DeviceTypeConfig(Section):
         """How this type's payloads are read."""
         return PayloadSpec(vendor=self.vendor, value_key=self.value_key, unit=self.unit)
 
-    def effective_rules(self) -> list[AnyRuleConfig]:
+    def effective_rules(self) -> list[SensorRuleBase]:
         """The rules, with the heartbeat rule that ``heartbeat_s`` stands for."""
-        rules: list[AnyRuleConfig] = list(self.rules)
+        rules: list[SensorRuleBase] = list(self.rules)
         if self.heartbeat_s is not None:
             rules.insert(0, HeartbeatConfig(type="heartbeat", window_s=self.heartbeat_s))
         return rules
 
-
-class DeviceConfig(Section):
-    """One device: its type, its place, and overrides of its type's rules.
-
-    The place is either ``place_id`` of a ``[[places]]`` entry, or given
-    inline with ``name``/``lat``/``lon``/``grids`` (its id is then
-    ``place_id`` if given, else the device id).
-    """
-
-    device_id: Slug
-    type: Slug = Field(description="name of its device type")
-    town: str = Field(default="", description="Town segment of its topic")
-    place_id: Slug | None = Field(default=None, description="A [[places]] entry, or the new id")
-    name: str = Field(default="", description="Inline place: address or landmark")
-    lat: float | None = Field(default=None, ge=-90, le=90, description="Inline place: latitude")
-    lon: float | None = Field(default=None, ge=-180, le=180, description="Inline place: longitude")
-    grids: dict[GridLevel, str] = Field(
-        default_factory=dict, description="Inline place: grid id per level (大/中/小/微)"
-    )
-    overrides: dict[str, float] = Field(
-        default_factory=dict,
-        description='Numeric rule fields of its type to change, e.g. {"level.enter" = 0.8}',
-    )
-
-    @field_validator("overrides")
-    @classmethod
-    def _keys(cls, v: dict[str, float]) -> dict[str, float]:
-        for key in v:
-            if not OVERRIDE_KEY.match(key):
-                raise ValueError(f"key '{key}' is not rule_id.field")
-        return v
-
-    @property
-    def has_inline_place(self) -> bool:
-        return bool(self.name or self.grids) or self.lat is not None or self.lon is not None
+    def resolve_rules(
+        self, overrides: Mapping[str, float]
+    ) -> tuple[list[SensorRuleBase], list[Problem]]:
+        """A device's rules: :meth:`effective_rules` with its ``overrides`` applied."""
+        return apply_overrides(self.effective_rules(), overrides)
 
 
 def _field_value(annotation: Any, value: float) -> float | int:
@@ -131,12 +89,12 @@ def _field_value(annotation: Any, value: float) -> float | int:
 
 
 def apply_overrides(
-    rules: list[AnyRuleConfig], overrides: Mapping[str, float]
-) -> tuple[list[AnyRuleConfig], list[tuple[str, str]]]:
+    rules: list[SensorRuleBase], overrides: Mapping[str, float]
+) -> tuple[list[SensorRuleBase], list[Problem]]:
     """Rules with ``overrides`` applied and re-validated, and the problems (key, message)."""
     by_id = {r.rule_id: i for i, r in enumerate(rules)}
     out = list(rules)
-    problems: list[tuple[str, str]] = []
+    problems: list[Problem] = []
     for key, value in overrides.items():
         rule_id, _, name = key.rpartition(".")
         i = by_id.get(rule_id)
@@ -324,3 +282,8 @@ def default_device_types() -> dict[str, DeviceTypeConfig]:
     """Built-in device types: smoke, water_level, manhole_cover, bin_fill, door_contact,
     ebike_charging and noise."""
     return {t.name: t for t in _types()}
+
+
+#: The device registry over sensor device types (see :mod:`ingest.device_registry`).
+SensorRegistry = DeviceRegistry[DeviceTypeConfig, SensorRuleBase]
+SensorDevice = ResolvedDevice[DeviceTypeConfig, SensorRuleBase]

@@ -12,20 +12,10 @@ The time of a reading is its device time when that is within
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from edge.sensor_rules.base import FlappingGuard, RuleEvent, SensorRule, SensorRuleBase
-from edge.sensor_rules.battery import LowBatteryConfig, LowBatteryRule
-from edge.sensor_rules.heartbeat import HeartbeatConfig, HeartbeatRule
-from edge.sensor_rules.rate import RateOfChangeConfig, RateOfChangeRule
-from edge.sensor_rules.state import StateConfig, StateRule
-from edge.sensor_rules.threshold import ThresholdConfig, ThresholdRule
-from ingest.device_registry import DeviceRegistry, ResolvedDevice
-from ingest.sensor_payload import BadReading, RejectReason
-from streetwatch.records import (
+from core.records import (
     Alert,
     AlertPhase,
     Evidence,
@@ -33,21 +23,14 @@ from streetwatch.records import (
     SensorReading,
     SourceKind,
 )
+from edge.sensor_rules.base import FlappingGuard, RuleEvent, SensorRule
+from edge.sensor_rules.config import SensorDevice, SensorRegistry
+from edge.sensor_rules.heartbeat import HeartbeatRule
+from edge.sensor_rules.registry import build_rule
+from ingest.sensor_payload import BadReading, RejectReason
 
 #: readings an event carries: the device's most recent ones
 CONTEXT_READINGS = 20
-
-_FACTORIES: dict[type[SensorRuleBase], Callable[[Any, str], SensorRule]] = {
-    ThresholdConfig: ThresholdRule,
-    RateOfChangeConfig: RateOfChangeRule,
-    StateConfig: StateRule,
-    HeartbeatConfig: HeartbeatRule,
-    LowBatteryConfig: LowBatteryRule,
-}
-
-
-def build_rule(cfg: SensorRuleBase, unit: str = "") -> SensorRule:
-    return _FACTORIES[type(cfg)](cfg, unit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +91,7 @@ class _Slot:
 class _Device:
     __slots__ = ("recent", "resolved", "slots", "type_name")
 
-    def __init__(self, resolved: ResolvedDevice, context: int) -> None:
+    def __init__(self, resolved: SensorDevice, context: int) -> None:
         self.resolved = resolved
         self.type_name = resolved.type.name
         unit = resolved.type.unit
@@ -122,7 +105,7 @@ class _Device:
 class SensorEngine:
     def __init__(
         self,
-        registry: DeviceRegistry,
+        registry: SensorRegistry,
         *,
         started_at: datetime | None = None,
         max_skew_s: float = 300.0,

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.sensor_rules.base import RuleEvent, SensorRule, SensorRuleBase
-from streetwatch.records import AlertPhase, SensorReading, Slug
+from core.records import AlertPhase, SensorReading, Slug
+from edge.sensor_rules.base import SENSOR_RULES, RuleEvent, SensorRule, SensorRuleBase
 
 
 class HeartbeatConfig(SensorRuleBase):
@@ -26,6 +26,7 @@ class HeartbeatConfig(SensorRuleBase):
     window_s: float = Field(gt=0, description="Offline after this many seconds without a message")
 
 
+@SENSOR_RULES.register(HeartbeatConfig)
 class HeartbeatRule(SensorRule):
     ticks = True
 

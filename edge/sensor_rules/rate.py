@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge.sensor_rules.base import RuleEvent, SensorRule, SensorRuleBase
+from core.records import AlertPhase, SensorReading
+from edge.sensor_rules.base import SENSOR_RULES, RuleEvent, SensorRule, SensorRuleBase
 from edge.sensor_rules.threshold import ReadingField
-from streetwatch.records import AlertPhase, SensorReading
 
 
 class RateOfChangeConfig(SensorRuleBase):
@@ -50,6 +50,7 @@ class RateOfChangeConfig(SensorRuleBase):
         return self.max_per_min / 2 if self.exit_per_min is None else self.exit_per_min
 
 
+@SENSOR_RULES.register(RateOfChangeConfig)
 class RateOfChangeRule(SensorRule):
     def __init__(self, cfg: RateOfChangeConfig, unit: str = "") -> None:
         super().__init__(cfg, "%" if cfg.field == "battery_pct" else unit)

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge.sensor_rules.base import RuleEvent, SensorRule, SensorRuleBase
-from streetwatch.records import AlertPhase, SensorReading
+from core.records import AlertPhase, SensorReading
+from edge.sensor_rules.base import SENSOR_RULES, RuleEvent, SensorRule, SensorRuleBase
 
 
 class StateConfig(SensorRuleBase):
@@ -40,6 +40,7 @@ class StateConfig(SensorRuleBase):
         return self
 
 
+@SENSOR_RULES.register(StateConfig)
 class StateRule(SensorRule):
     def __init__(self, cfg: StateConfig, unit: str = "") -> None:
         super().__init__(cfg, unit)

@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edge.sensor_rules.base import RuleEvent, SensorRule, SensorRuleBase
-from streetwatch.records import AlertPhase, SensorReading
+from core.records import AlertPhase, SensorReading
+from edge.sensor_rules.base import SENSOR_RULES, RuleEvent, SensorRule, SensorRuleBase
 
 ReadingField = Literal["value", "battery_pct"]
 
@@ -73,6 +73,7 @@ def level_text(field: str, direction: str, enter: float, exit: float, unit: str)
     return f"{name} {direction} {enter:g}{unit} (clears {back} {exit:g}{unit})"
 
 
+@SENSOR_RULES.register(ThresholdConfig)
 class ThresholdRule(SensorRule):
     def __init__(self, cfg: ThresholdConfig, unit: str = "") -> None:
         super().__init__(cfg, "%" if cfg.field == "battery_pct" else unit)

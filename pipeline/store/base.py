@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from streetwatch.records import Case, CaseEvent
+from core.records import Case, CaseEvent
 
 Head = tuple[str, int]
 """A case id and its version."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors
 
+from core.records import Case, CaseEvent
 from pipeline.cloudevents import event_json
 from pipeline.store.base import (
     SCHEMA_VERSION,
@@ -33,7 +34,6 @@ from pipeline.store.base import (
     plan_commit,
     require_aware,
 )
-from streetwatch.records import Case, CaseEvent
 
 T = TypeVar("T")
 ATTEMPTS = 8

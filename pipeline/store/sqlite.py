@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.records import Case, CaseEvent
 from pipeline.cloudevents import event_json
 from pipeline.store.base import (
     SCHEMA_VERSION,
@@ -30,7 +31,6 @@ from pipeline.store.base import (
     plan_commit,
     require_aware,
 )
-from streetwatch.records import Case, CaseEvent
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 BUSY_TIMEOUT_S = 30.0

@@ -18,11 +18,48 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from streetwatch.config import Config, device_registry
-from streetwatch.config_cases import PlaceGroupConfig
-from streetwatch.records import Place
+from pydantic import Field
+
+from core.config import Section
+from core.records import Place, Slug
 
 EARTH_RADIUS_M = 6_371_008.8
+
+
+class PlaceGroupConfig(Section):
+    """Places that are one place for dedup (e.g. both ends of a market street)."""
+
+    group_id: Slug = Field(description="The site id of the group's cases")
+    places: list[Slug] = Field(min_length=1, description="place_ids in the group")
+
+
+class DedupConfig(Section):
+    """How alerts become cases: which places are the same, when a case comes back.
+
+    The edge box uses ``merge_within_m`` (with ``[[place_groups]]``) to key
+    each alert by its site; the dispatch service uses all of it.
+    """
+
+    merge_within_m: float = Field(
+        default=25.0,
+        ge=0,
+        le=1000,
+        description="Places closer than this (metres, by lat/lon) are one site; 0 turns it off",
+    )
+    reopen_within_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="A problem back within this long after its case closed reopens the case; "
+        "later it opens a new case linked to the old ones",
+    )
+    coalesce_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="An alert that only adds to what a case already shows (count, last seen, "
+        "evidence, readings of a source already in it) is published with the next change, "
+        "or at most this many seconds later; 0 publishes every change at once",
+    )
 
 
 def distance_m(a: Place, b: Place) -> float | None:
@@ -93,11 +130,3 @@ class SiteMap:
 
     def members(self, site_id: str) -> list[str]:
         return sorted(pid for pid, s in self._site.items() if s == site_id)
-
-
-def site_map(cfg: Config) -> SiteMap:
-    """The sites of a configuration: ``[[places]]`` and the devices' places."""
-    places = {p.place_id: p.to_place() for p in cfg.places}
-    for device in device_registry(cfg):
-        places.setdefault(device.place.place_id, device.place)
-    return SiteMap(list(places.values()), cfg.place_groups, cfg.dedup.merge_within_m)
