@@ -1,20 +1,63 @@
-"""Shared fixtures: real brokers on 127.0.0.1, started once per session."""
+"""Shared fixtures: real brokers and PostgreSQL on 127.0.0.1, started once per session.
+
+A test that uses one of them is an integration test and must say so with
+``pytest.mark.integration``: collection fails otherwise (see
+``pytest_collection_modifyitems``), so ``pytest -m "not integration"`` never
+starts a server. The helpers these fixtures use live in ``tests/support/``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
-from tests.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
+from tests.support.paths import BUS_JPG, VTEST
+from tests.support.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
-ROOT = Path(__file__).resolve().parent.parent
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-BUS_JPG = ROOT / ".cache" / "media" / "bus.jpg"
+# fixtures that start (or hand out) a real server process: a test using any of them,
+# directly or through another fixture, must be marked integration. rtsp_server is
+# test_stream_sources.py's (Debian's python3 running tests/support/rtsp_server.py).
+SERVER_FIXTURES = frozenset(
+    {"tansu", "mosquitto", "postgres_server", "postgres_url", "rtsp_server"}
+)
+
+
+def _unmarked(item: pytest.Item, fixtures: Iterable[str]) -> list[str]:
+    """The server fixtures among ``fixtures`` if ``item`` is not marked integration."""
+    if item.get_closest_marker("integration") is not None:
+        return []
+    return sorted(SERVER_FIXTURES.intersection(fixtures))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m/-k deselect: every collected test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail collection when a test uses a server fixture without the integration mark."""
+    unmarked = [
+        f"{item.nodeid} (uses {', '.join(names)})"
+        for item in items
+        if (names := _unmarked(item, getattr(item, "fixturenames", ())))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that start a broker or database must be marked "
+            "@pytest.mark.integration (or pytestmark = pytest.mark.integration):\n  "
+            + "\n  ".join(unmarked)
+        )
+
+
+@pytest.fixture(autouse=True)
+def _server_fixtures_only_in_integration_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same check after the test, for fixtures fetched with ``request.getfixturevalue``
+    (collection cannot see those)."""
+    yield
+    names = _unmarked(request.node, request.fixturenames)
+    if names:
+        pytest.fail(f"{request.node.nodeid} used {', '.join(names)} but is not marked integration")
 
 
 @pytest.fixture(autouse=True)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any, Literal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from edge.kafka_io import create_topics
+from core.kafka import create_topics
 from pipeline.alert_intake import AlertIntake, Records
 from streetwatch.brokers import RunningBroker
+from tests.support.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +58,6 @@ async def committed(bootstrap: str, topic: str, group: str, partitions: int) -> 
         await consumer.stop()
 
 
-async def wait_until(cond: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
-
-
 async def test_a_failed_batch_is_read_again_and_nothing_is_lost(tansu: RunningBroker) -> None:
     b, topic, group = tansu.address, f"alerts-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     await create_topics(b, [topic], 3)
@@ -82,8 +75,8 @@ async def test_a_failed_batch_is_read_again_and_nothing_is_lost(tansu: RunningBr
     service = intake(b, topic, group, handle, asyncio.Lock(), lambda: None)
     await service.start()
     try:
-        await wait_until(lambda: len(set(handled)) == len(values))
-        await wait_until(lambda: service.failures == 2)
+        await until(lambda: len(set(handled)) == len(values), "every alert handled", timeout=60)
+        await until(lambda: service.failures == 2, "the two failed batches", timeout=60)
     finally:
         await service.stop()
     assert sorted(set(handled)) == values, "every alert handled"
@@ -140,13 +133,15 @@ async def test_a_rebalance_waits_for_the_batch_in_hand(tansu: RunningBroker) -> 
         await asyncio.sleep(0.3)
         assert log == ["batch start"], "revocation waits while the batch is folded"
         release.set()
-        await wait_until(lambda: "revoked" in log)
+        await until(lambda: "revoked" in log, "the revocation", timeout=60)
         assert log == ["batch start", "batch end", "revoked"]
 
         # the batch's offsets were committed before the partitions moved: their
         # next owner starts after it
         values += await write(b, topic, 40, start=40)
-        await wait_until(lambda: set(first + by_one + by_two) == set(values))
+        await until(
+            lambda: set(first + by_one + by_two) == set(values), "every value handled", timeout=60
+        )
         assert by_two, "the second worker took partitions"
         assert not set(first) & set(by_two)
     finally:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from core.records import CaseStatus, StatusUpdate
 from pipeline.case_engine import CaseEngine
 from pipeline.store import open_store
 from streetwatch.cli import main
 from streetwatch.config import load_config
-from streetwatch.records import CaseStatus, StatusUpdate
-from tests.test_case_engine import sighting
+from tests.support.factories import sighting
 
 
 def test_report_commands_print_tables_and_write_csv(

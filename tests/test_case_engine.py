@@ -7,22 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.case_engine import CaseEngine
-from pipeline.store import open_store
-from streetwatch.config import Config, parse_config
-from streetwatch.records import (
+from core.records import (
     Alert,
     CaseEvent,
     CaseEventType,
     CaseStatus,
     GridRef,
-    Place,
     SlaLevel,
     SlaStage,
     SourceKind,
     StatusUpdate,
 )
-from tests.factories import at
+from pipeline.case_engine import CaseEngine
+from pipeline.store import open_store
+from streetwatch.config import Config, parse_config
+from tests.support.factories import at, sighting
 
 # one street corner: two cameras' zones and a water-level sensor, a few metres apart
 CORNER = [
@@ -50,31 +49,6 @@ def engine(
     cfg: Config | None = None, url: str = "sqlite://:memory:", clock: Clock | None = None
 ) -> CaseEngine:
     return CaseEngine.from_config(cfg or config(), open_store(url), clock or Clock(at(0)))
-
-
-def sighting(
-    seconds: float,
-    source: str,
-    place: str,
-    *,
-    kind: SourceKind = SourceKind.CAMERA,
-    category: str = "water_level_high",
-    confidence: float = 0.6,
-    grids: GridRef | None = None,
-) -> Alert:
-    observed = at(seconds)
-    return Alert(
-        alert_id=Alert.make_id(source, "r1", place, observed),
-        category=category,
-        place=Place(place_id=place, grids=grids or GridRef()),
-        source_kind=kind,
-        source_id=source,
-        rule_id="r1",
-        rule_text="water on the road" if kind is SourceKind.CAMERA else "level above 0.6 m",
-        first_seen=observed,
-        observed_at=observed,
-        confidence=confidence,
-    )
 
 
 def three_sources(t: float = 10) -> list[Alert]:

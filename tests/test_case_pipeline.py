@@ -20,14 +20,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from edge.alert_sink import ensure_topics
-from pipeline.case_engine import COALESCED
-from pipeline.status_topic import publish_updates
-from pipeline.store import open_store
-from pipeline.store_sync import SyncStats, sync_store
-from streetwatch.brokers import RunningBroker
-from streetwatch.config import Config, parse_config
-from streetwatch.records import (
+from core.kafka import ensure_topics
+from core.records import (
     Alert,
     CaseEventType,
     CaseStatus,
@@ -35,9 +29,15 @@ from streetwatch.records import (
     SourceKind,
     StatusUpdate,
 )
-from streetwatch.sites import site_map
-from tests.kafka_helpers import Topic, assert_same_cases, dispatch_worker, latest
-from tests.postgres_server import PostgresServer
+from pipeline.case_engine import COALESCED
+from pipeline.status_topic import publish_updates
+from pipeline.store import open_store
+from pipeline.store_sync import SyncStats, sync_store
+from streetwatch.brokers import RunningBroker
+from streetwatch.config import Config, parse_config
+from tests.support.kafka_helpers import Topic, assert_same_cases, dispatch_worker, latest
+from tests.support.polling import until
+from tests.support.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def sighting(
 
 
 async def send_alerts(cfg: Config, alerts: Sequence[Alert]) -> None:
-    sites = site_map(cfg)
+    sites = cfg.site_map()
     producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, acks="all")
     await producer.start()
     try:
@@ -197,7 +197,7 @@ async def test_one_corner_one_case_reopened_then_a_new_linked_case(
                 await producer.send_and_wait(cfg.kafka.alerts_topic, b'{"alert": 1}', key=b"y")
                 await producer.stop()
                 await send_alerts(cfg, [after])
-                await wait_until(lambda: len(dead.messages) >= 3)
+                await until(lambda: len(dead.messages) >= 3, "3 dead letters", timeout=60)
                 assert sorted(dead.messages) == sorted(
                     [b"{not json", b'{"alert": 1}', unknown.to_json_bytes()]
                 )
@@ -264,7 +264,7 @@ async def test_a_replayed_alert_stream_gives_identical_cases(
     sync = asyncio.create_task(
         sync_store(sync_cfg, target, stop, f"sync-{uuid.uuid4().hex}", stats)
     )
-    await wait_until(lambda: stats.events >= len(runs[0]))
+    await until(lambda: stats.events >= len(runs[0]), "the read model to sync", timeout=60)
     stop.set()
     await sync
     with (
@@ -316,14 +316,18 @@ async def run_workers(
             else:
                 # both workers in the group, the partitions split between them
                 logs = [tmp / f"w{n}-{cfg.dispatch.app_id}.log" for n in range(workers)]
-                await wait_until(
-                    lambda: all(b"event=alerts_assigned" in log.read_bytes() for log in logs)
+                await until(
+                    lambda: all(b"event=alerts_assigned" in log.read_bytes() for log in logs),
+                    "partitions assigned to both workers",
+                    timeout=60,
                 )
                 await asyncio.sleep(cfg.dispatch.session_timeout_s)  # the group settles
                 await send_alerts(cfg, alerts[:kill_after])
                 # both published cases: each owns some sites; then kill one mid-stream
-                await wait_until(
-                    lambda: all(b"event=cases_published" in log.read_bytes() for log in logs)
+                await until(
+                    lambda: all(b"event=cases_published" in log.read_bytes() for log in logs),
+                    "cases published by both workers",
+                    timeout=60,
                 )
                 send = asyncio.create_task(send_alerts(cfg, alerts[kill_after:]))
                 await asyncio.sleep(0.5)
@@ -350,13 +354,3 @@ async def run_workers(
     finally:
         store.close()
     return {cid: (e.version, e.case.model_dump_json()) for cid, e in cases.items()}
-
-
-async def wait_until(check: object, timeout: float = 60) -> None:
-    assert callable(check)
-
-    async def poll() -> None:
-        while not check():
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(poll(), timeout)

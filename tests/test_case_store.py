@@ -1,4 +1,9 @@
-"""The case store, SQLite and a real PostgreSQL: same behaviour, same contents."""
+"""The case store, SQLite and a real PostgreSQL: same behaviour, same contents.
+
+Every test that reaches PostgreSQL (the ``postgres`` case of a backend parameter,
+or a test of PostgreSQL alone) is marked ``integration``; the SQLite cases run
+with the unit tests.
+"""
 
 from __future__ import annotations
 
@@ -9,111 +14,34 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from pipeline.store import CaseStore, Change, StoreError, open_store
-from streetwatch.records import (
+from core.records import (
     Case,
-    CaseEvent,
     CaseEventType,
     CaseStatus,
-    Place,
-    Route,
     SlaLevel,
     SlaStage,
-    StageClock,
 )
-from tests.postgres_server import PostgresServer
+from pipeline.store import CaseStore, Change, StoreError, open_store
+from tests.support.cases import after, at, bump, clocks, event, first, make_case
+from tests.support.postgres_server import PostgresServer
 
-T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-def clocks(filed: datetime) -> tuple[StageClock, ...]:
-    spans = {SlaStage.DISPATCH: 10, SlaStage.ON_SITE: 60, SlaStage.FEEDBACK: 24 * 60}
-    return tuple(
-        StageClock(
-            stage=stage,
-            started_at=filed,
-            yellow_at=filed + timedelta(minutes=0.8 * m),
-            due_at=filed + timedelta(minutes=m),
-        )
-        for stage, m in spans.items()
-    )
-
-
-def make_case(
-    site: str = "s1",
-    category: str = "illegal_parking",
-    *,
-    opening: str = "a1",
-    filed: datetime = T0,
-    recurrence: int = 1,
-    owner: str = "城管中队",
-    status: CaseStatus = CaseStatus.FILED,
-    reopen_count: int = 0,
-    sla: tuple[StageClock, ...] | None = None,
-) -> Case:
-    return Case(
-        case_id=Case.make_id(category, site, opening),
-        category=category,
-        site_id=site,
-        place=Place(place_id=site, name=f"{site} 路口"),
-        place_ids=(site,),
-        status=status,
-        filed_at=filed,
-        status_at=filed,
-        closed_at=filed if status.terminal else None,
-        first_seen=filed,
-        last_seen=filed,
-        alert_count=1,
-        confidence=0.7,
-        source_confidence={"camera:cam-1": 0.7},
-        rule_texts=("vehicle still 5 min",),
-        sources={"camera:cam-1": filed},
-        evidence=(),
-        route=Route(owner=owner, urgency=3, matched=f"{category}/*"),
-        sla=clocks(filed) if sla is None else sla,
-        reopen_count=reopen_count,
-        recurrence=recurrence,
-        version=1,
-    )
-
-
-def bump(case: Case, **update: Any) -> Case:
-    return case.model_copy(update={"version": case.version + 1, **update})
-
-
-def event(
-    case: Case,
-    cause: str,
-    kind: CaseEventType = CaseEventType.UPDATED,
-    emitted: datetime | None = None,
-) -> CaseEvent:
-    return CaseEvent.of_case(case, kind, cause, emitted or case.last_seen)
-
-
-def first(case: Case, cause: str = "a1") -> Change:
-    return Change(event(case, cause, CaseEventType.OPENED), None)
-
-
-def after(old: Case, new: Case, cause: str) -> Change:
-    return Change(event(new, cause), (old.case_id, old.version))
-
-
 # -- backends -----------------------------------------------------------------
+
+
+# the backends a test runs on; PostgreSQL is a real server, hence an integration test
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.integration)]
 
 
 def fresh_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest, name: str = "") -> str:
@@ -123,7 +51,7 @@ def fresh_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest, name: s
     return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CaseStore]:
     s = open_store(fresh_url(str(request.param), tmp_path, request))
     yield s
@@ -131,8 +59,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CaseStore]
 
 
 @pytest.fixture
-def both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[CaseStore]]:
-    """Two empty stores, one per backend, in one list."""
+def both(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer
+) -> Iterator[list[CaseStore]]:
+    """Two empty stores, one per backend, in one list (a test using it is an integration
+    test: it names ``postgres_server`` so that conftest's check sees it)."""
     stores = [open_store(fresh_url(k, tmp_path, request)) for k in ("sqlite", "postgres")]
     yield stores
     for s in stores:
@@ -313,6 +244,7 @@ def test_inconsistent_change_is_an_error(store: CaseStore) -> None:
 # -- the same stream into both backends ---------------------------------------
 
 
+@pytest.mark.integration
 def test_both_backends_hold_the_same_contents(both: list[CaseStore]) -> None:
     changes = history()
     for s in both:
@@ -329,6 +261,7 @@ def test_both_backends_hold_the_same_contents(both: list[CaseStore]) -> None:
         assert [c.case_id for c in s.all_cases()] == [c.case_id for c in both[0].all_cases()]
 
 
+@pytest.mark.integration
 def test_apply_twice_or_shuffled_gives_the_committed_contents(
     both: list[CaseStore], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -430,11 +363,13 @@ def test_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         open_store(f"sqlite:///{tmp_path}/junk.db")
 
 
+@pytest.mark.integration
 def test_postgres_connection_error_is_clear(postgres_server: PostgresServer) -> None:
     with pytest.raises(StoreError, match="cannot connect"):
         open_store(postgres_server.url_for("no_such_db"))
 
 
+@pytest.mark.integration
 def test_postgres_head_created_meanwhile_is_decided_again(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -508,7 +443,7 @@ def contend(
     out.put(result)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_two_processes_one_winner_per_expected_head(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

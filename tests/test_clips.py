@@ -18,13 +18,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from core.records import Evidence, EvidenceKind
 from edge.clip_buffer import FRAME_OVERHEAD_BYTES, ClipBuffer
 from edge.clip_recorder import ClipRecorder, ClipRefused
 from edge.clip_writer import ClipInfo, ClipWriteError, write_clip
 from ingest.frames import Frame
-from streetwatch.records import Evidence, EvidenceKind
-from tests.browser import chromium, probe_video, serve, write_video_page
-from tests.factories import at
+from tests.support.browser import chromium, probe_video, serve, write_video_page
+from tests.support.factories import at
 
 Image = npt.NDArray[np.uint8]
 CAMERA = "cam-clips"
@@ -222,6 +222,7 @@ def test_clip_from_real_frames_is_h264_with_real_timing(vtest_clip: RecordedClip
 # -- (c) the clip plays in headless Chromium --------------------------------------
 
 
+@pytest.mark.integration
 def test_clip_plays_in_headless_chromium(vtest_clip: RecordedClip, tmp_path: Path) -> None:
     odd = write_clip(((at(i / 10), scene(641, 361, i)) for i in range(30)), tmp_path / "odd.mp4")
     vtest_name = Path(vtest_clip.evidence.path).name

@@ -107,3 +107,101 @@ def test_model_needs_its_digest(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read file"):
         load_config(tmp_path / "nope.toml")
+
+
+DISPATCH_ONLY = """
+[kafka]
+bootstrap = "127.0.0.1:9092"
+
+[dispatch]
+app_id = "centre"
+
+[store]
+url = "sqlite:///var/cases.db"
+
+[routing]
+default_owner = "城运中心"
+
+[sla]
+timezone = "Asia/Shanghai"
+"""
+
+DISPATCH_CASES = {
+    "unknown time zone": (
+        DISPATCH_ONLY.replace('"Asia/Shanghai"', '"Mars/Olympus"'),
+        "sla.timezone",
+        "unknown time zone 'Mars/Olympus'",
+    ),
+    "urgency out of range": (
+        DISPATCH_ONLY.replace(
+            'default_owner = "城运中心"',
+            'default_owner = "城运中心"\nurgency = { illegal_stall = 7 }',
+        ),
+        "routing.urgency.illegal_stall",
+        "less than or equal to 4",
+    ),
+    "kafka address": (
+        DISPATCH_ONLY.replace('"127.0.0.1:9092"', '"localhost"'),
+        "kafka.bootstrap",
+        "'localhost' is not host:port",
+    ),
+    "a day both holiday and workday": (
+        DISPATCH_ONLY.replace(
+            'timezone = "Asia/Shanghai"',
+            'timezone = "Asia/Shanghai"\nextra_holidays = [2027-01-01]\n'
+            "extra_workdays = [2027-01-01]",
+        ),
+        "sla",
+        "2027-01-01: both in extra_holidays and extra_workdays",
+    ),
+    "open311 endpoint": (
+        DISPATCH_ONLY + '\n[open311]\nendpoint = "ftp://host/open311"\n',
+        "open311.endpoint",
+        "is not an http(s):// URL",
+    ),
+    "a typo in a section name": (
+        DISPATCH_ONLY.replace("[routing]", "[routng]"),
+        "routng",
+        "unknown key",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISPATCH_CASES))
+def test_the_dispatch_service_checks_every_field(name: str, tmp_path: Path) -> None:
+    text, field, words = DISPATCH_CASES[name]
+    path = tmp_path / "dispatch.toml"
+    path.write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-m", "streetwatch.cli", "dispatch", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert f"  {field}: " in run.stderr and words in run.stderr, run.stderr
+
+
+def test_check_config_names_an_unknown_sla_time_zone(tmp_path: Path) -> None:
+    path = tmp_path / "all.toml"
+    path.write_text(GOOD + '\n[sla]\ntimezone = "Mars/Olympus"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "streetwatch.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert run.returncode == 2 and "sla.timezone: Value error, unknown time zone" in run.stderr
+
+
+def test_the_example_dispatch_file_is_the_dispatch_service_alone() -> None:
+    from pipeline.config import DispatchServiceConfig
+    from streetwatch.service_config import load_dispatch_config
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "examples" / "dispatch.toml"
+    cfg = load_dispatch_config(path)
+    assert type(cfg) is DispatchServiceConfig
+    assert cfg.site_map().site_of(cfg.places[0].to_place()) == "loading-bay-b"

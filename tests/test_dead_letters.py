@@ -10,13 +10,13 @@ from collections import Counter
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from core.records import DeadLetter
 from edge.dead_letters import DeadLetters, KafkaDeadLetterSink, MemoryDeadLetterSink
 from ingest.sensor_payload import BadReading, RejectReason
 from streetwatch.brokers import RunningBroker
-from streetwatch.records import DeadLetter
-from tests.factories import at
-from tests.fuzz_payloads import FuzzCase, fuzz_cases, fuzz_checks, fuzz_parser
-from tests.wire import assert_valid
+from tests.support.factories import at
+from tests.support.fuzz_payloads import FuzzCase, fuzz_cases, fuzz_checks, fuzz_parser
+from tests.support.wire import assert_valid
 
 
 async def run_corpus(dead: DeadLetters, cases: list[FuzzCase]) -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from core.records import Alert, AlertPhase, CaseEvent, CaseEventType, SourceKind
 from pipeline.case_engine import CaseEngine
 from pipeline.store import open_store
 from streetwatch.config import parse_config
-from streetwatch.records import Alert, AlertPhase, CaseEvent, CaseEventType, SourceKind
-from tests.factories import alert, at
+from tests.support.factories import alert, at
 
 
 def engine() -> CaseEngine:
@@ -57,7 +57,7 @@ def test_two_sources_at_one_place_are_one_case_with_both_sources() -> None:
 
 
 def test_case_keeps_its_clip_first_snapshot_and_latest_snapshots() -> None:
-    from streetwatch.records import Evidence, EvidenceKind
+    from core.records import Evidence, EvidenceKind
 
     def ev(kind: EvidenceKind, s: int) -> Evidence:
         return Evidence(

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from detectors.base import DETECTORS
 from detectors.nanodet import NanoDet, NanoDetConfig
 from detectors.options import (
     MAX_DETECTIONS,
@@ -22,7 +23,7 @@ from detectors.options import (
     build_class_filter,
     finish_detections,
 )
-from detectors.registry import DetectorConfig, build_detector, registered
+from detectors.registry import DetectorConfig, build_detector
 from detectors.ultralytics_pt import (
     INSTALL_HINT,
     UltralyticsConfig,
@@ -163,7 +164,7 @@ def test_config_is_chosen_by_type() -> None:
     pt = {**YOLO, "type": "ultralytics", "model": "m.pt"}
     del pt["class_names"]
     assert type(ADAPTER.validate_python(pt)) is UltralyticsConfig
-    with pytest.raises(ValidationError, match="nanodet \\(default\\), yolo-onnx, ultralytics"):
+    with pytest.raises(ValidationError, match="nanodet \\(default\\), ultralytics, yolo-onnx"):
         ADAPTER.validate_python({"type": "yolo"})
     with pytest.raises(ValidationError, match="class_names"):
         ADAPTER.validate_python({**YOLO, "class_names": None})
@@ -171,10 +172,11 @@ def test_config_is_chosen_by_type() -> None:
         ADAPTER.validate_python({**pt, "model": "m.onnx"})
 
 
-def test_every_config_of_the_union_has_a_factory() -> None:
+def test_the_union_is_the_registered_plugins() -> None:
     members = {typing.get_args(a)[0] for a in typing.get_args(typing.get_args(DetectorConfig)[0])}
     assert members == {NanoDetConfig, YoloOnnxConfig, UltralyticsConfig}
-    assert set(registered()) == members
+    assert set(DETECTORS.configs()) == members
+    assert DETECTORS.tags == {"nanodet", "yolo-onnx", "ultralytics"}
 
 
 def test_build_detector_applies_the_shared_options(bus_jpg: Path) -> None:
@@ -187,7 +189,7 @@ def test_build_detector_applies_the_shared_options(bus_jpg: Path) -> None:
     assert len(dets) >= 1 and {dets.label(i) for i in range(len(dets))} == {"bus"}
     with pytest.raises(UnknownClassError, match="'buss'"):
         build_detector(NanoDetConfig(classes=["buss"]))
-    with pytest.raises(TypeError, match="no detector factory"):
+    with pytest.raises(TypeError, match="no detector registered"):
         build_detector(DetectorOptions())
 
 

@@ -6,24 +6,25 @@ from pathlib import Path
 
 import pytest
 
-from edge.sensor_rules.config import DeviceConfig, default_device_types
+from core.config import ConfigError
+from core.records import GridRef, Place
+from edge.sensor_rules.config import SensorRegistry, default_device_types
 from edge.sensor_rules.state import StateConfig
 from edge.sensor_rules.threshold import ThresholdConfig
-from ingest.device_registry import (
-    DeviceRegistry,
-    load_devices,
-    load_registry,
-    parse_overrides,
-)
-from streetwatch.config import ConfigError
-from streetwatch.records import GridRef, Place
+from ingest.device_config import DeviceConfig
+from ingest.device_registry import load_devices, parse_overrides
+from tests.support.paths import ROOT
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+EXAMPLES = ROOT / "docs" / "examples"
 PLACES = [Place(place_id="bridge-3", name="Bridge 3"), Place(place_id="market-east")]
 HEADER = (
     "device_id,type,town,place_id,name,lat,lon,"
     "grid_large,grid_medium,grid_small,grid_micro,overrides\n"
 )
+
+
+def load_registry(path: Path, places: list[Place]) -> SensorRegistry:
+    return SensorRegistry(default_device_types(), load_devices(path), places, source=str(path))
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -184,7 +185,7 @@ def test_registry_resolution_problems() -> None:
         DeviceConfig(device_id="g", type="smoke", name="x"),
     ]
     with pytest.raises(ConfigError) as err:
-        DeviceRegistry(types, devices, PLACES, source="devices.csv")
+        SensorRegistry(types, devices, PLACES, source="devices.csv")
     got = problems(err)
     assert "devices.csv" in str(err.value)
     assert got["devices[0] 'a'.type"].startswith("no device type 'teapot' (types: bin_fill,")
@@ -203,10 +204,10 @@ def test_overrides_reach_only_their_device() -> None:
         DeviceConfig(device_id="n-1", type="noise", name="x", overrides={"loud.enter": 80}),
         DeviceConfig(device_id="n-2", type="noise", name="y"),
     ]
-    reg = DeviceRegistry(types, devices)
+    reg = SensorRegistry(types, devices)
     loud = [next(r for r in reg[d].rules if r.rule_id == "loud") for d in ("n-1", "n-2")]
     assert [r.enter for r in loud if isinstance(r, ThresholdConfig)] == [80.0, 75.0]
-    assert types["noise"].rules[0].enter == 75.0  # type: ignore[union-attr]
+    assert types["noise"].rules[0].enter == 75.0  # type: ignore[attr-defined]
 
 
 def test_parse_overrides() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
+from core.records import AlertPhase, SensorReading, SourceKind
 from pipeline.case_table import CaseTable
 from pipeline.dispatch_tail import describe
-from streetwatch.records import AlertPhase, SensorReading, SourceKind
-from tests.factories import alert, at
+from tests.support.factories import alert, at
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def test_a_state_only_reading_and_a_clear_are_described() -> None:
@@ -15,7 +19,7 @@ def test_a_state_only_reading_and_a_clear_are_described() -> None:
     raised = raised.model_copy(update={"readings": (smoke,)})
     opened = table.add(raised)
     assert opened is not None
-    line = describe(opened)
+    line = describe(opened, SHANGHAI)
     assert "smoke_alarm" in line and "reading alarm from sm-1" in line
     assert "派出所 (urgency 1)" in line  # routed to the owner
     assert "cleared" not in line
@@ -23,4 +27,4 @@ def test_a_state_only_reading_and_a_clear_are_described() -> None:
         update={"phase": AlertPhase.CLEARED, "alert_id": "c", "observed_at": at(20)}
     )
     cleared = table.add(clear)
-    assert cleared is not None and "cleared " in describe(cleared)
+    assert cleared is not None and "cleared " in describe(cleared, SHANGHAI)

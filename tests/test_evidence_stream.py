@@ -25,15 +25,17 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from core.records import Alert, Evidence, EvidenceKind
 from edge.snapshot import FIRING_COLOUR, ZONE_COLOUR
 from edge.worker import EdgeWorker
 from ingest.evidence_stream import EvidenceStream
 from ingest.frames import Frame
 from streetwatch.config import parse_config
-from streetwatch.records import Alert, Evidence, EvidenceKind
-from tests.mjpeg_server import MjpegServer
+from tests.support.fakes import MemoryAlertSink
+from tests.support.mjpeg_server import MjpegServer
+from tests.support.paths import VTEST
+from tests.support.polling import wait_until
 
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 FPS = 10.0
 MAIN_SIZE = (768, 576)  # (W, H)
 SUB_SIZE = (384, 288)
@@ -192,9 +194,7 @@ def test_a_file_follows_the_camera_and_feeds_every_frame(tmp_path: Path) -> None
         time.sleep(0.3)
         assert got == []  # nothing analysed yet: the reader waits for the camera
         ev.advance(START + timedelta(seconds=1.0))
-        deadline = time.monotonic() + 5
-        while len(got) < 11 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(got) >= 11, "11 frames", timeout=5, interval=0.01)
         time.sleep(0.2)
         # up to the camera's time (+ lead_s, 0 by default), not beyond
         assert [f.index for f in got] == list(range(11))
@@ -202,9 +202,7 @@ def test_a_file_follows_the_camera_and_feeds_every_frame(tmp_path: Path) -> None
         hit = ev.latest(START + timedelta(seconds=3.5), 0.05)
         assert hit is not None and hit.index == 35
         ev.advance(START + timedelta(seconds=10))
-        deadline = time.monotonic() + 5
-        while not ev.ended and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: ev.ended, "the end of the file", timeout=5, interval=0.01)
         assert ev.ended and not ev.failed
         assert [f.index for f in got] == list(range(40))  # every frame, in order
     finally:
@@ -246,15 +244,14 @@ def test_failures_never_reach_the_caller(tmp_path: Path, caplog: pytest.LogCaptu
 
     ev = EvidenceStream("cam", str(video), start=START, pace="fast", on_frame=broken).start()
     ev.advance(START + timedelta(seconds=5))
-    deadline = time.monotonic() + 5
-    while not ev.ended and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: ev.ended, "the end of the file", timeout=5, interval=0.01)
     assert ev.stop(5)
     assert ev.ended and not ev.failed
     assert ev.frames == calls == ev.callback_errors  # every frame read, the callback survived
     assert caplog.text.count("event=evidence_callback_failed") == 1  # logged once
 
 
+@pytest.mark.integration
 def test_a_live_mjpeg_main_stream_is_read_at_its_rate() -> None:
     jpegs = []
     for i in range(10):
@@ -274,9 +271,7 @@ def test_a_live_mjpeg_main_stream_is_read_at_its_rate() -> None:
     assert not ev.follows_camera
     ev.start()
     try:
-        deadline = time.monotonic() + 15
-        while len(got) < 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(got) >= 30, "30 frames from the MJPEG server", timeout=15)
         assert len(got) >= 30, "fewer than 30 frames from the MJPEG server"
         now = datetime.now(UTC)
         hit = ev.latest(now, 0.5)  # stamped on the wall clock, like the sub-stream
@@ -295,20 +290,6 @@ def test_a_live_mjpeg_main_stream_is_read_at_its_rate() -> None:
 
 
 # --- a camera with a main stream for evidence -----------------------------------------------
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def publish(self, alert: Alert) -> None:
-        self.alerts.append(alert)
-
-    async def stop(self) -> None:
-        pass
 
 
 def camera_config(tmp: Path, sub: Path, main: Path | None) -> dict[str, Any]:
@@ -339,7 +320,7 @@ def camera_config(tmp: Path, sub: Path, main: Path | None) -> dict[str, Any]:
 
 def run_edge(tmp: Path, sub: Path, main: Path | None, pace: str = "fast") -> list[Alert]:
     cfg = parse_config(camera_config(tmp, sub, main))
-    sink = ListSink()
+    sink = MemoryAlertSink()
     edge = EdgeWorker(cfg, sink, pace="fast" if pace == "fast" else "realtime")
 
     async def go() -> None:
@@ -405,7 +386,7 @@ def test_realtime_pace_lines_the_streams_up_too(tmp_path: Path) -> None:
     rule["dwell_s"] = 2.0
     data["cameras"][0]["clip"] = {"pre_s": 1.0, "post_s": 1.0}
     cfg = parse_config(data)
-    sink = ListSink()
+    sink = MemoryAlertSink()
     edge = EdgeWorker(cfg, sink, pace="realtime")
 
     async def go() -> None:

@@ -21,7 +21,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.alert_sink import KafkaAlertSink, RecordingSink, ensure_topics
+from core.kafka import ensure_topics
+from core.records import Alert, Case, CaseEvent, DeadLetter, EvidenceKind, Place
+from edge.alert_sink import KafkaAlertSink, RecordingSink
 from edge.dead_letters import KafkaDeadLetterSink, ensure_topic
 from edge.worker import EdgeWorker
 from pipeline.cloudevents import parse_case_event
@@ -29,11 +31,10 @@ from pipeline.dedup import shows
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, parse_config
 from streetwatch.processes import Child
-from streetwatch.records import Alert, Case, CaseEvent, DeadLetter, EvidenceKind, Place
-from streetwatch.sites import site_map
-from tests.kafka_helpers import Topic, assert_same_cases, dispatch_worker
-from tests.kafka_helpers import latest as newest_events
-from tests.wire import assert_valid
+from tests.support.kafka_helpers import Topic, assert_same_cases, dispatch_worker
+from tests.support.kafka_helpers import latest as newest_events
+from tests.support.polling import until
+from tests.support.wire import assert_valid
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +167,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
     chain: tuple[Config, Child], tmp_path: Path
 ) -> None:
     cfg, worker = chain
-    sink = RecordingSink(KafkaAlertSink(cfg.kafka, site_map(cfg)))
+    sink = RecordingSink(KafkaAlertSink(cfg.kafka, cfg.site_map()))
     dead_topic = cfg.kafka.sensor_dead_letter_topic
     dead_sink = KafkaDeadLetterSink(cfg.kafka.bootstrap, dead_topic)
     edge = EdgeWorker(cfg, sink, pace="fast", dead_letters=dead_sink)
@@ -182,7 +183,9 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
         await asyncio.wait_for(edge.ready.wait(), 60)
         await asyncio.to_thread(publish_readings, cfg.mqtt.port)
         await asyncio.wait_for(edge.cameras_finished.wait(), 120)
-        for _ in range(200):  # every message has been handled
+        # every message has been handled; a bounded wait that does not fail (not `until`):
+        # the counts are asserted on the final stats below
+        for _ in range(200):
             if edge.stats.readings + sum(edge.stats.rejects.values()) == sent:
                 break
             await asyncio.sleep(0.05)
@@ -224,10 +227,7 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
             "unknown_device": 1,
         }
         # ... and each is a dead letter on Kafka, with its reason
-        for _ in range(100):
-            if len(dead.messages) >= 12:
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: len(dead.messages) >= 12, "12 dead letters", timeout=10, interval=0.1)
         letters = [DeadLetter.model_validate_json(m) for m in dead.messages]
         assert Counter(d.reason for d in letters) == stats.rejects
         for raw in dead.messages:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -26,21 +25,14 @@ from pydantic import ValidationError
 from ingest.mqtt_config import MqttConfig, MqttTlsConfig
 from ingest.mqtt_source import MqttSource
 from streetwatch.brokers import RunningBroker
-from tests.mqtt_tls import TlsFiles, make_certs
-from tests.secure_mosquitto import start_secure_mosquitto
+from tests.support.mqtt_tls import TlsFiles, make_certs
+from tests.support.polling import wait_until
+from tests.support.secure_mosquitto import start_secure_mosquitto
 
 pytestmark = pytest.mark.integration
 
 USERS = {"ingest": "ingest-pw", "sensor": "sensor-pw"}
 TIMEOUT = 15.0
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 class SecureBroker:
@@ -244,7 +236,7 @@ def test_bad_password_refused_then_good_login_over_tls(
     caplog.set_level(logging.INFO, logger="ingest.mqtt_source")
     inbox = Inbox()
     bad = started(sources, ingest_cfg(broker.port, certs, password="wrong"), inbox)
-    wait_until(lambda: bad.stats.refusals >= 1, "the refusal")
+    wait_until(lambda: bad.stats.refusals >= 1, "the refusal", timeout=TIMEOUT)
     refusals = [r.getMessage() for r in caplog.records if "event=mqtt_refused" in r.getMessage()]
     assert refusals, caplog.text
     assert "Not authorized" in refusals[0] and "user=ingest" in refusals[0]
@@ -284,7 +276,7 @@ def test_client_certificate_and_unknown_ca(
             broker.port, certs, client_id="stranger", tls=MqttTlsConfig(ca_file=str(other.ca_cert))
         )
         stranger = started(sources, stranger_cfg, Inbox())
-        wait_until(lambda: stranger.stats.connect_failures >= 1, "a TLS failure")
+        wait_until(lambda: stranger.stats.connect_failures >= 1, "a TLS failure", timeout=TIMEOUT)
         assert stranger.stats.connects == 0
     finally:
         for s in sources:
@@ -304,7 +296,7 @@ def test_messages_sent_while_stopped_arrive_after_restart(
     pub = Publisher(broker.port, certs)
     for seq in range(100):
         pub.publish(seq)
-    wait_until(pub.all_acked, "PUBACKs for all 100 messages")
+    wait_until(pub.all_acked, "PUBACKs for all 100 messages", timeout=TIMEOUT)
     pub.close()
 
     inbox = Inbox()
@@ -340,11 +332,22 @@ def test_broker_restart_mid_stream_loses_nothing(
         inbox.wait_for(50)
         broker.stop()
         sent_before_outage = len(pub.mids)
-        wait_until(lambda: not pub.connected.is_set(), "the publisher to notice the outage")
-        wait_until(lambda: len(pub.mids) > sent_before_outage + 10, "publishing into the outage")
+        # polled every 10 ms: the broker must come back while the stream still runs
+        wait_until(
+            lambda: not pub.connected.is_set(),
+            "the publisher to notice the outage",
+            timeout=TIMEOUT,
+            interval=0.01,
+        )
+        wait_until(
+            lambda: len(pub.mids) > sent_before_outage + 10,
+            "publishing into the outage",
+            timeout=TIMEOUT,
+            interval=0.01,
+        )
         broker.start()
         thread.join(TIMEOUT)
-        wait_until(pub.all_acked, "PUBACKs for every message after the restart")
+        wait_until(pub.all_acked, "PUBACKs for every message after the restart", timeout=TIMEOUT)
         inbox.wait_for(total)
     finally:
         stop.set()
@@ -375,8 +378,12 @@ def test_shared_group_splits_messages(
     pub = Publisher(broker.port, certs)
     for seq in range(200):
         pub.publish(seq)
-    wait_until(pub.all_acked, "PUBACKs for all 200 messages")
-    wait_until(lambda: sum(len(i.seqs) for i in inboxes) >= 200, "200 messages in the group")
+    wait_until(pub.all_acked, "PUBACKs for all 200 messages", timeout=TIMEOUT)
+    wait_until(
+        lambda: sum(len(i.seqs) for i in inboxes) >= 200,
+        "200 messages in the group",
+        timeout=TIMEOUT,
+    )
     pub.close()
     a, b = (i.seqs for i in inboxes)
     assert a and b, "both members should get a share"

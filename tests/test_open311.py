@@ -1,5 +1,5 @@
 """Open311 (GeoReport v2) client and bridge, against a real GeoReport server on
-127.0.0.1 (tests/georeport_server.py) and, for the bridge, the real Tansu broker."""
+127.0.0.1 (tests/support/georeport_server.py) and, for the bridge, the real Tansu broker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,8 +15,20 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from edge.kafka_io import create_topics
+from core.kafka import create_topics
+from core.records import (
+    Case,
+    CaseEvent,
+    CaseEventType,
+    CaseStatus,
+    Evidence,
+    EvidenceKind,
+    Place,
+    Route,
+    StatusUpdate,
+)
 from pipeline.cloudevents import case_event_bytes
+from pipeline.config import Open311Config
 from pipeline.open311_bridge import (
     Open311Bridge,
     RequestState,
@@ -33,19 +45,8 @@ from pipeline.open311_client import (
 )
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, ConfigError, parse_config
-from streetwatch.config_cases import Open311Config
-from streetwatch.records import (
-    Case,
-    CaseEvent,
-    CaseEventType,
-    CaseStatus,
-    Evidence,
-    EvidenceKind,
-    Place,
-    Route,
-    StatusUpdate,
-)
-from tests.georeport_server import GeoReportServer
+from tests.support.georeport_server import GeoReportServer
+from tests.support.polling import until
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 CODES = {"illegal_parking": "PARK", "illegal_stall": "STALL", "bin_overflow": "NOPE"}
@@ -310,14 +311,6 @@ def opened(*cases: Case) -> list[tuple[str, bytes]]:
     return [(c.case_id, case_event_bytes(event(c), "test")) for c in cases]
 
 
-async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def stop_bridge(task: asyncio.Task[None], stop: asyncio.Event) -> None:
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -368,14 +361,14 @@ async def test_bridge_files_each_case_once_and_reports_closing(
     stop = asyncio.Event()
     task = asyncio.create_task(run_bridge(cfg, stop))
     try:
-        await until(lambda: len(server.requests) == 4, 20, "4 filed requests")
+        await until(lambda: len(server.requests) == 4, "4 filed requests", timeout=20)
         # the server goes away; cases published meanwhile are filed once it is back
         await server.down()
         await publish(cfg, opened(good[4]))
         await asyncio.sleep(1.0)
         assert len(server.requests) == 4
         await server.up()
-        await until(lambda: len(server.requests) == 5, 20, "the 5th request")
+        await until(lambda: len(server.requests) == 5, "the 5th request", timeout=20)
 
         forms = by_case(server)
         assert set(forms) == {c.case_id for c in good}
@@ -455,7 +448,9 @@ async def test_bridge_never_commits_past_an_unfiled_case(
     stop = asyncio.Event()
     task = asyncio.create_task(run_bridge(cfg, stop))
     # it joins the group, tries, gives up, goes back to the case, tries again...
-    await until(lambda: caplog.text.count("stays unfiled and uncommitted") >= 4, 15, "retries")
+    await until(
+        lambda: caplog.text.count("stays unfiled and uncommitted") >= 4, "retries", timeout=15
+    )
     await stop_bridge(task, stop)
     assert server.requests == {}
     assert all(o in (None, 0) for o in (await committed(cfg)).values())
@@ -469,7 +464,7 @@ async def test_bridge_never_commits_past_an_unfiled_case(
     try:
         stop = asyncio.Event()
         task = asyncio.create_task(run_bridge(cfg, stop))
-        await until(lambda: len(server.requests) == 3, 20, "3 requests")
+        await until(lambda: len(server.requests) == 3, "3 requests", timeout=20)
         await asyncio.sleep(0.5)  # time to (wrongly) file anything twice
         await stop_bridge(task, stop)
     finally:
@@ -492,7 +487,9 @@ async def test_failed_case_is_filed_once_its_category_is_mapped(
         await publish(cfg, opened(case))
         stop = asyncio.Event()
         task = asyncio.create_task(run_bridge(cfg, stop))
-        await until(lambda: table_state(cfg, case.case_id) is RequestState.FAILED, 15, "failed")
+        await until(
+            lambda: table_state(cfg, case.case_id) is RequestState.FAILED, "failed", timeout=15
+        )
         await stop_bridge(task, stop)
         assert server.requests == {}
 
@@ -505,7 +502,7 @@ async def test_failed_case_is_filed_once_its_category_is_mapped(
         )
         stop = asyncio.Event()
         task = asyncio.create_task(run_bridge(fixed, stop))
-        await until(lambda: len(server.requests) == 1, 15, "the request")
+        await until(lambda: len(server.requests) == 1, "the request", timeout=15)
         await stop_bridge(task, stop)
         assert by_case(server)[case.case_id]["service_code"] == "SMOKE"
         assert table_state(cfg, case.case_id) is RequestState.OPEN

@@ -8,7 +8,7 @@ from detectors.detections import Detections
 from edge.rules.base import Firing
 from edge.rules.parking import ParkingRule, ParkingRuleConfig
 from edge.zones import Zone
-from tests.factories import at, dets
+from tests.support.factories import at, dets
 
 ZONE = Zone("bay", [[100, 100], [400, 100], [400, 300], [100, 300]])
 CAR = (150, 150, 250, 250)  # bottom centre (200, 250): inside

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.records import Case, CaseStatus, SlaStage, StageClock
 from pipeline.reports import (
     HotspotRow,
     SlaRow,
@@ -21,8 +22,7 @@ from pipeline.reports import (
     write_csv,
 )
 from pipeline.store import open_store
-from streetwatch.records import Case, CaseStatus, SlaStage, StageClock
-from tests.test_case_store import at, first, make_case
+from tests.support.cases import at, first, make_case
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SINCE = datetime(2026, 11, 1, tzinfo=SHANGHAI)

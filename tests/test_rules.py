@@ -13,7 +13,7 @@ from detectors.detections import Detections
 from edge.rules.base import ZoneRule
 from edge.rules.registry import RuleConfig, build_rule
 from edge.zones import Zone
-from tests.factories import T0, at, dets
+from tests.support.factories import T0, at, dets
 
 ZONE = Zone("z", [[0, 0], [1000, 0], [1000, 600], [0, 600]])
 Box = tuple[float, float, float, float]

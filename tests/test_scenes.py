@@ -1,5 +1,5 @@
 """Rules and motion gating on real footage and real people composed into the scene
-(see tests/scenes.py for how each video is made)."""
+(see tests/support/scenes.py for how each video is made)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
+from core.records import EvidenceKind
 from detectors.nanodet import NanoDet
 from edge.snapshot import FIRING_COLOUR, ZONE_COLOUR
 from edge.zones import Zone
 from streetwatch.config import Config, parse_config
-from streetwatch.records import EvidenceKind
 from streetwatch.replay import ReplayResult, replay
-from tests import scenes
+from tests.support import scenes
+from tests.support.paths import VTEST
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -80,7 +81,7 @@ def first_alert_after(result: ReplayResult) -> float:
 
 
 def test_parked_van_is_one_case_after_the_dwell(tmp_path: Path) -> None:
-    result = run(tmp_path, scenes.VTEST, [PARKING])
+    result = run(tmp_path, VTEST, [PARKING])
     cases = list(result.table.cases.values())
     assert [c.category for c in cases] == ["illegal_parking"]
     assert cases[0].alert_count > 1
@@ -92,7 +93,7 @@ def test_parked_van_is_one_case_after_the_dwell(tmp_path: Path) -> None:
 
 
 def test_snapshot_shows_the_zone_and_the_boxes(tmp_path: Path) -> None:
-    result = run(tmp_path, scenes.VTEST, [PARKING])
+    result = run(tmp_path, VTEST, [PARKING])
     alert = result.alerts[0]
     snap = next(e for e in alert.evidence if e.kind is EvidenceKind.SNAPSHOT)
     image = cv2.imread(snap.path)
@@ -165,7 +166,7 @@ def test_standing_crowd_is_one_case_after_dwell_walkers_are_not(tmp_path: Path) 
 
 
 def test_real_walking_people_raise_no_crowd(tmp_path: Path) -> None:
-    result = run(tmp_path, scenes.VTEST, [CROWD])
+    result = run(tmp_path, VTEST, [CROWD])
     assert result.alerts == []
 
 
@@ -179,7 +180,7 @@ def test_class_map_maps_a_class_to_a_category_on_real_footage(tmp_path: Path) ->
         "dwell_s": 30.0,
         "repeat_every_s": 600.0,
     }
-    result = run(tmp_path, scenes.VTEST, [rule])
+    result = run(tmp_path, VTEST, [rule])
     assert [(c.category, c.alert_count) for c in result.table.cases.values()] == [
         ("waste_truck", 1)
     ]

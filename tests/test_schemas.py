@@ -4,8 +4,7 @@ from datetime import UTC, datetime
 
 import jsonschema
 
-from streetwatch.generated_docs import stale_docs
-from streetwatch.records import (
+from core.records import (
     Alert,
     Evidence,
     EvidenceKind,
@@ -13,9 +12,10 @@ from streetwatch.records import (
     SensorReading,
     SourceKind,
 )
+from streetwatch.generated_docs import stale_docs
 from streetwatch.schemas import schema_documents
-from tests.conftest import ROOT
-from tests.wire import validator_for
+from tests.support.paths import ROOT
+from tests.support.wire import validator_for
 
 
 def test_committed_schemas_and_config_reference_match_the_code() -> None:

@@ -1,6 +1,6 @@
 """Thousands of bad neuron messages through real mosquitto into the edge worker.
 
-The seeded corpus of tests/fuzz_payloads.py (every kind of malformed,
+The seeded corpus of tests/support/fuzz_payloads.py (every kind of malformed,
 oversized, wrong-topic, unknown-device, duplicate, out-of-order and
 clock-skewed message, interleaved with valid readings of both vendor
 styles) is published over MQTT. The worker must not stop, must count every
@@ -22,32 +22,18 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.records import DeadLetter
 from edge.dead_letters import KafkaDeadLetterSink, ensure_topic
 from edge.worker import EdgeWorker
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import parse_config
-from streetwatch.records import Alert, DeadLetter
-from tests.fuzz_payloads import FUZZ_DEVICES, FUZZ_SPECS, STATE_ONLY, FuzzCase, fuzz_cases
-from tests.kafka_helpers import Topic
-from tests.wire import assert_valid
+from tests.support.fakes import MemoryAlertSink
+from tests.support.fuzz_payloads import FUZZ_DEVICES, FUZZ_SPECS, STATE_ONLY, FuzzCase, fuzz_cases
+from tests.support.kafka_helpers import Topic
+from tests.support.polling import until
+from tests.support.wire import assert_valid
 
 pytestmark = pytest.mark.integration
-
-
-class MemoryAlertSink:
-    """Keeps alerts in memory: this test is about what is rejected."""
-
-    def __init__(self) -> None:
-        self.published: list[Alert] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def publish(self, alert: Alert) -> None:
-        self.published.append(alert)
-
-    async def stop(self) -> None:
-        return None
 
 
 def device_type(name: str) -> dict[str, Any]:
@@ -109,6 +95,8 @@ async def test_fuzzed_messages_are_dead_lettered_with_their_reason_and_valid_one
         task = asyncio.create_task(edge.run(stop))
         await asyncio.wait_for(edge.ready.wait(), 30)
         await asyncio.to_thread(publish, mosquitto.port, cases)
+        # every message handled; a bounded wait that does not fail (not `until`): the
+        # counts are asserted on the final stats below
         for _ in range(600):
             if edge.stats.readings + sum(edge.stats.rejects.values()) == len(cases):
                 break
@@ -116,10 +104,12 @@ async def test_fuzzed_messages_are_dead_lettered_with_their_reason_and_valid_one
         stop.set()
         stats = await task
         assert not task.cancelled()
-        for _ in range(300):
-            if len(dead.messages) >= sum(expected.values()):
-                break
-            await asyncio.sleep(0.1)
+        await until(
+            lambda: len(dead.messages) >= sum(expected.values()),
+            "a dead letter for every bad message",
+            timeout=30,
+            interval=0.1,
+        )
 
     assert stats.readings == valid  # every valid reading was taken in
     assert stats.rejects == expected  # every bad one counted under its reason

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core.records import SensorReading
 from ingest.reading_checks import ReadingChecks, ReadingChecksConfig
 from ingest.sensor_payload import (
     BadReading,
@@ -17,9 +18,14 @@ from ingest.sensor_payload import (
     parse_reading,
 )
 from ingest.topic_layout import TopicLayout, TopicParts
-from streetwatch.records import SensorReading
-from tests.factories import T0, at
-from tests.fuzz_payloads import BAD_KINDS, FUZZ_DEVICES, fuzz_cases, fuzz_checks, fuzz_parser
+from tests.support.factories import T0, at
+from tests.support.fuzz_payloads import (
+    BAD_KINDS,
+    FUZZ_DEVICES,
+    fuzz_cases,
+    fuzz_checks,
+    fuzz_parser,
+)
 
 R = RejectReason
 TOPIC = "neuron/town-1/water_level/wl-1/up"

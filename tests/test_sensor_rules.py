@@ -11,20 +11,21 @@ from xml.etree import ElementTree
 import pytest
 from pydantic import ValidationError
 
+from core.records import Alert, AlertPhase, Place, SensorReading
 from edge.sensor_rules.base import FlappingConfig
 from edge.sensor_rules.chart import readings_chart
 from edge.sensor_rules.config import (
-    DeviceConfig,
     DeviceTypeConfig,
+    SensorRegistry,
     apply_overrides,
     default_device_types,
 )
 from edge.sensor_rules.engine import CONTEXT_READINGS, SensorEngine, SensorFiring
+from edge.sensor_rules.heartbeat import HeartbeatConfig
 from edge.sensor_rules.threshold import ThresholdConfig
-from ingest.device_registry import DeviceRegistry
+from ingest.device_config import DeviceConfig
 from ingest.sensor_payload import BadReading, RejectReason
-from streetwatch.records import Alert, AlertPhase, Place, SensorReading
-from tests.factories import at
+from tests.support.factories import at
 
 RAISED, CLEARED = AlertPhase.RAISED, AlertPhase.CLEARED
 
@@ -39,7 +40,7 @@ def engine(
     dev = DeviceConfig.model_validate(
         {"device_id": "d-1", "type": dtype.name, "name": "Somewhere", **device}
     )
-    return SensorEngine(DeviceRegistry({dtype.name: dtype}, [dev]), started_at=started_at)
+    return SensorEngine(SensorRegistry({dtype.name: dtype}, [dev]), started_at=started_at)
 
 
 def reading(
@@ -93,7 +94,7 @@ def test_hovering_reading_raises_once_and_never_clears() -> None:
 def test_hovering_on_the_default_water_level_type_raises_once() -> None:
     types = default_device_types()
     dev = DeviceConfig(device_id="wl-1", type="water_level", name="Bridge")
-    eng = SensorEngine(DeviceRegistry(types, [dev]))
+    eng = SensorEngine(SensorRegistry(types, [dev]))
     values = [0.51 if i % 2 == 0 else 0.49 for i in range(100)]
     fired = feed(
         eng,
@@ -260,7 +261,7 @@ def test_door_closed_in_time_raises_nothing_and_a_late_reading_also_raises() -> 
 def test_alarm_and_tamper_states() -> None:
     types = default_device_types()
     eng = SensorEngine(
-        DeviceRegistry(types, [DeviceConfig(device_id="s-1", type="smoke", name="x")])
+        SensorRegistry(types, [DeviceConfig(device_id="s-1", type="smoke", name="x")])
     )
 
     def smoke(s: float, state: str) -> list[SensorFiring]:
@@ -427,7 +428,7 @@ def test_firing_carries_bounded_readings_and_makes_an_alert() -> None:
 def test_devices_are_independent() -> None:
     dtype = kind([{**LEVEL, "enter": 0.8, "exit": 0.6}])
     devs = [DeviceConfig(device_id=f"d-{i}", type="gauge", name="x") for i in range(3)]
-    eng = SensorEngine(DeviceRegistry({"gauge": dtype}, devs))
+    eng = SensorEngine(SensorRegistry({"gauge": dtype}, devs))
     assert len(eng.observe(reading(0, 0.9, device_id="d-0"))) == 1
     assert len(eng.observe(reading(1, 0.9, device_id="d-1"))) == 1
     assert eng.observe(reading(2, 0.9, device_id="d-0")) == []
@@ -436,7 +437,7 @@ def test_devices_are_independent() -> None:
 def test_observe_is_fast() -> None:
     types = default_device_types()
     devs = [DeviceConfig(device_id=f"wl-{i}", type="water_level", name="x") for i in range(100)]
-    eng = SensorEngine(DeviceRegistry(types, devs), started_at=at(0))
+    eng = SensorEngine(SensorRegistry(types, devs), started_at=at(0))
     readings = [
         reading(
             i * 0.01,
@@ -502,7 +503,7 @@ def test_default_device_types() -> None:
     }
     for name, t in types.items():
         assert t.name == name and t.rules and t.heartbeat_s
-        assert t.effective_rules()[0].type == "heartbeat"
+        assert isinstance(t.effective_rules()[0], HeartbeatConfig)
         DeviceTypeConfig.model_validate(t.model_dump())  # round-trips as config
 
 
@@ -510,8 +511,8 @@ def test_overrides_apply_and_are_validated() -> None:
     rules = kind([{**LEVEL, "enter": 0.8, "exit": 0.6}, {"type": "low_battery"}]).effective_rules()
     new, problems = apply_overrides(rules, {"level.enter": 1.2, "battery.enter": 10})
     assert problems == []
-    assert new[0].enter == 1.2 and new[1].enter == 10  # type: ignore[union-attr]
-    assert rules[0].enter == 0.8  # type: ignore[union-attr]
+    assert new[0].enter == 1.2 and new[1].enter == 10  # type: ignore[attr-defined]
+    assert rules[0].enter == 0.8  # type: ignore[attr-defined]
     _, problems = apply_overrides(rules, {"level.exit": 2.0, "nope.enter": 1, "level.kind": 1})
     keys = [k for k, _ in problems]
     assert keys == ["level.exit", "nope.enter", "level.kind"]
@@ -554,7 +555,7 @@ def test_toml_example_parses() -> None:
     )
     dtype = DeviceTypeConfig.model_validate(doc["device_types"][0])
     dev = DeviceConfig.model_validate(doc["devices"][0])
-    reg = DeviceRegistry({dtype.name: dtype}, [dev], [Place(place_id="bridge-3")])
+    reg = SensorRegistry({dtype.name: dtype}, [dev], [Place(place_id="bridge-3")])
     level = reg["wl-1"].rules[1]
     assert isinstance(level, ThresholdConfig) and (level.enter, level.exit) == (0.8, 0.6)
     assert isinstance(dtype.rules[0].flapping, FlappingConfig)

@@ -16,11 +16,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.records import Alert, AlertPhase
 from edge.sensor_feed import FeedOutput
 from edge.sensor_process import SensorService
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, parse_config
-from streetwatch.records import Alert, AlertPhase
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +60,6 @@ class Collected:
             self.alerts += [a.alert for a in out.alerts]
 
 
-def wait_for(check: object, timeout: float = 30) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_readings_go_through_both_processes_and_a_killed_child_is_replaced(
     tmp_path: Path, mosquitto: RunningBroker
 ) -> None:
@@ -77,8 +70,8 @@ def test_readings_go_through_both_processes_and_a_killed_child_is_replaced(
     try:
         assert service.subscribed.wait(30)
         publish(mosquitto.port, [0.1, 0.9, 0.8, 0.2, 0.7], 0)  # raise, clear, raise
-        wait_for(lambda: service.readings == 5)
-        wait_for(lambda: len(got.alerts) == 3)
+        wait_until(lambda: service.readings == 5, "5 readings", timeout=30)
+        wait_until(lambda: len(got.alerts) == 3, "3 alerts", timeout=30)
         assert [a.phase for a in got.alerts] == [
             AlertPhase.RAISED,
             AlertPhase.CLEARED,
@@ -89,11 +82,15 @@ def test_readings_go_through_both_processes_and_a_killed_child_is_replaced(
         rules = service._rules
         assert rules is not None and rules.pid is not None
         os.kill(rules.pid, signal.SIGKILL)
-        wait_for(lambda: service.restarts == 1 and service.subscribed.is_set())
+        wait_until(
+            lambda: service.restarts == 1 and service.subscribed.is_set(),
+            "the rules process replaced",
+            timeout=30,
+        )
         # the new rules process starts afresh: a high reading raises again
         publish(mosquitto.port, [0.95], 100)
-        wait_for(lambda: service.readings == 6)
-        wait_for(lambda: len(got.alerts) == 4)
+        wait_until(lambda: service.readings == 6, "the 6th reading", timeout=30)
+        wait_until(lambda: len(got.alerts) == 4, "the 4th alert", timeout=30)
         assert got.alerts[-1].phase is AlertPhase.RAISED
     finally:
         service.stop()
@@ -116,20 +113,28 @@ def test_a_hovering_reading_is_one_alert_and_a_silent_device_goes_offline_once(
         assert service.subscribed.wait(30)
         # 100 readings alternating just above and just below the alarm level
         publish(mosquitto.port, [0.51 if i % 2 else 0.49 for i in range(100)], 0)
-        wait_for(lambda: service.readings == 100)
+        wait_until(lambda: service.readings == 100, "100 readings", timeout=30)
         time.sleep(0.5)
         high = [a for a in got.alerts if a.category == "water_level_high"]
         assert [a.phase for a in high] == [AlertPhase.RAISED]  # one alert, not fifty
         # then silence: offline once, after the 2 s heartbeat window
         silent_from = time.monotonic()
-        wait_for(lambda: any(a.category == "device_offline" for a in got.alerts), 10)
+        wait_until(
+            lambda: any(a.category == "device_offline" for a in got.alerts),
+            "the device to go offline",
+            timeout=10,
+        )
         assert time.monotonic() - silent_from >= 1.0
         time.sleep(1.5)
         offline = [a for a in got.alerts if a.category == "device_offline"]
         assert [a.phase for a in offline] == [AlertPhase.RAISED]
         # the device reports again: one recovery
         publish(mosquitto.port, [0.2], 200)
-        wait_for(lambda: len([a for a in got.alerts if a.category == "device_offline"]) == 2)
+        wait_until(
+            lambda: len([a for a in got.alerts if a.category == "device_offline"]) == 2,
+            "the device to come back",
+            timeout=30,
+        )
         offline = [a for a in got.alerts if a.category == "device_offline"]
         assert [a.phase for a in offline] == [AlertPhase.RAISED, AlertPhase.CLEARED]
     finally:

@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.records import CaseStatus, SlaLevel, SlaStage, StageClock
+from pipeline.config import SlaConfig
 from pipeline.sla import SlaPolicy
 from pipeline.workdays import CONFIG_KEYS, WorkCalendar
-from streetwatch.config_cases import SlaConfig
-from streetwatch.records import CaseStatus, SlaLevel, SlaStage, StageClock
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = timedelta(days=1)

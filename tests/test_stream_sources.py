@@ -1,6 +1,6 @@
 """Live frame sources against real servers: RTSP (GStreamer) and HTTP MJPEG.
 
-The RTSP server is ``tests/rtsp_server.py`` run under Debian's python3 (it
+The RTSP server is ``tests/support/rtsp_server.py`` run under Debian's python3 (it
 needs GStreamer's Python bindings); it loops ``vtest.avi`` (768x576, 10 fps)
 over RTSP/TCP. Each test starts its own server on a free port and kills,
 pauses or restarts it to provoke reconnects and stalls. Every wait is
@@ -32,10 +32,10 @@ from ingest.open_source import open_source
 from ingest.stream_source import StreamOptions, StreamSource
 from ingest.video_file import VideoFileSource
 from streetwatch.processes import Child, free_port, wait_for_port
-from tests.mjpeg_server import MjpegServer
+from tests.support.mjpeg_server import MjpegServer
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+SERVER_SCRIPT = Path(__file__).parent / "support" / "rtsp_server.py"
 PACKAGES = (
     "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
     "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav"
@@ -54,7 +54,7 @@ FAST = StreamOptions(
 
 
 class RtspServer:
-    """tests/rtsp_server.py in its own process group, on a fixed port."""
+    """tests/support/rtsp_server.py in its own process group, on a fixed port."""
 
     def __init__(self, workdir: Path, video: Path) -> None:
         self.workdir = workdir

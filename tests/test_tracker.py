@@ -12,7 +12,7 @@ from detectors.detections import Detections, box_iou
 from edge.rules.registry import RuleConfig, build_rule
 from edge.tracker import IouTracker, TrackerConfig, Tracks
 from edge.zones import Zone
-from tests.factories import at, dets
+from tests.support.factories import at, dets
 
 Box = tuple[float, float, float, float]
 Item = tuple[str, Box, float]

@@ -33,8 +33,8 @@ from detectors.yolo_onnx import (
     load_class_names,
     yolo_rows,
 )
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / ".cache" / "models" / "yolov8n-random.onnx"
 HOW = "run scripts/export_yolo_test_model.sh (it makes the YOLO test model offline)"
 

@@ -1,4 +1,4 @@
-"""Small builders for records and detections used by unit tests."""
+"""Small builders for detections and alerts, at times counted in seconds from ``T0``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from core.records import Alert, GridRef, Place, SourceKind
 from detectors.coco import COCO_CLASSES
 from detectors.detections import Detections
-from streetwatch.records import Alert, Place, SourceKind
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -50,4 +50,31 @@ def alert(
         first_seen=at(0),
         observed_at=observed,
         confidence=0.6,
+    )
+
+
+def sighting(
+    seconds: float,
+    source: str,
+    place: str,
+    *,
+    kind: SourceKind = SourceKind.CAMERA,
+    category: str = "water_level_high",
+    confidence: float = 0.6,
+    grids: GridRef | None = None,
+) -> Alert:
+    """One source's alert at ``place``, first seen ``seconds`` after ``T0`` (the case
+    engine's view of a camera or sensor sighting)."""
+    observed = at(seconds)
+    return Alert(
+        alert_id=Alert.make_id(source, "r1", place, observed),
+        category=category,
+        place=Place(place_id=place, grids=grids or GridRef()),
+        source_kind=kind,
+        source_id=source,
+        rule_id="r1",
+        rule_text="water on the road" if kind is SourceKind.CAMERA else "level above 0.6 m",
+        first_seen=observed,
+        observed_at=observed,
+        confidence=confidence,
     )

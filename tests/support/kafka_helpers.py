@@ -10,12 +10,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
+from core.kafka import KafkaConfig
+from core.records import Alert, Case, CaseEvent
 from pipeline.case_engine import COALESCED
 from pipeline.cloudevents import parse_case_event
+from pipeline.config import DISPATCH_SECTIONS, DispatchServiceConfig
 from pipeline.dedup import shows
-from streetwatch.config import Config, KafkaConfig
 from streetwatch.processes import Child
-from streetwatch.records import Alert, Case, CaseEvent
+from tests.support.polling import until
 
 
 class Topic:
@@ -51,11 +53,13 @@ class Topic:
         return [parse_case_event(m) for m in self.messages]
 
     async def wait_for(self, alert_ids: set[str], timeout: float = 90) -> None:
-        async def seen() -> None:
-            while not alert_ids <= {e.cause_id for e in self.events()}:
-                await asyncio.sleep(0.2)
-
-        await asyncio.wait_for(seen(), timeout)
+        """Until an event caused by each of ``alert_ids`` (alert or update ids) is here."""
+        await until(
+            lambda: alert_ids <= {e.cause_id for e in self.events()},
+            f"events caused by {len(alert_ids)} alerts or updates",
+            timeout,
+            interval=0.2,  # every poll parses the whole topic
+        )
 
     def cases(self) -> dict[str, Case]:
         """The newest version seen of each case."""
@@ -65,27 +69,23 @@ class Topic:
         """Until every alert is in a published case (held ones come out later)."""
         pending = list(alerts)
 
-        async def seen() -> None:
+        def all_shown() -> bool:
             nonlocal pending
-            while pending:
-                cases = self.cases().values()
-                pending = [a for a in pending if not any(shows(c, a) for c in cases)]
-                await asyncio.sleep(0.2)
+            cases = self.cases().values()
+            pending = [a for a in pending if not any(shows(c, a) for c in cases)]
+            return not pending
 
-        await asyncio.wait_for(seen(), timeout)
+        await until(all_shown, "every alert in a published case", timeout, interval=0.2)
 
     async def wait_for_counts(self, cases: int, alerts_each: int, timeout: float = 90) -> None:
         """Until ``cases`` cases were published with ``alerts_each`` alerts folded in each
         (held changes come out with the next change or after ``[dedup] coalesce_s``)."""
 
-        async def seen() -> None:
-            while True:
-                shown = self.cases().values()
-                if len(shown) >= cases and all(c.alert_count >= alerts_each for c in shown):
-                    return
-                await asyncio.sleep(0.2)
+        def published() -> bool:
+            shown = self.cases().values()
+            return len(shown) >= cases and all(c.alert_count >= alerts_each for c in shown)
 
-        await asyncio.wait_for(seen(), timeout)
+        await until(published, f"{cases} cases of {alerts_each} alerts each", timeout, interval=0.2)
 
 
 def assert_same_cases(first: Iterable[CaseEvent], again: Iterable[CaseEvent]) -> None:
@@ -113,9 +113,11 @@ def latest(events: Iterable[CaseEvent]) -> dict[str, CaseEvent]:
     return out
 
 
-def dispatch_worker(cfg: Config, tmp: Path, name: str) -> Child:
+def dispatch_worker(cfg: DispatchServiceConfig, tmp: Path, name: str) -> Child:
+    """``streetwatch dispatch`` in a child process, from a file holding only the
+    dispatch service's sections (as on a central machine: no cameras, no devices)."""
     path = tmp / f"{name}.json"
-    path.write_text(cfg.model_dump_json())
+    path.write_text(cfg.model_dump_json(include=set(DISPATCH_SECTIONS)))
     return Child(
         name,
         [sys.executable, "-m", "streetwatch.cli", "dispatch", "--config", str(path)],

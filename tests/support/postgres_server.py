@@ -204,7 +204,7 @@ def _wait_ready(server: PostgresServer, timeout: float) -> None:
     raise TimeoutError(f"postgres not ready after {timeout}s: {last}\n{server.log()[-2000:]}")
 
 
-if __name__ == "__main__":  # a server to poke at by hand: python -m tests.postgres_server
+if __name__ == "__main__":  # a server to poke at by hand: python -m tests.support.postgres_server
     running = start_postgres()
     print(running.url, flush=True)
     try:

@@ -3,7 +3,7 @@
 
 Run it with Debian's ``/usr/bin/python3`` (the venv cannot import ``gi``)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--video FILE]
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 [--video FILE]
 
 and read ``rtsp://127.0.0.1:8554/cam`` over RTSP/TCP (interleaved). It prints
 ``READY rtsp://127.0.0.1:PORT/cam`` once it listens, and exits cleanly on

@@ -37,9 +37,9 @@ import numpy.typing as npt
 from detectors.detections import box_iou
 from detectors.nanodet import NanoDet
 from edge.clip_writer import ClipSettings, write_clip
+from tests.support.paths import VTEST
 
 Image = npt.NDArray[np.uint8]
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 FPS = 10.0
 CROSSING = [[0, 190], [768, 190], [768, 440], [0, 440]]
 BAY = [[600, 55], [768, 55], [768, 130], [600, 130]]

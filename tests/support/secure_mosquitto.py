@@ -14,7 +14,7 @@ from pathlib import Path
 
 from streetwatch.brokers import BrokerUnavailable, RunningBroker, mosquitto_binary
 from streetwatch.processes import Child, free_port, wait_for_port
-from tests.mqtt_tls import TlsFiles
+from tests.support.mqtt_tls import TlsFiles
 
 
 def write_password_file(path: Path, users: Mapping[str, str]) -> Path:

@@ -7,7 +7,7 @@ from functools import cache
 
 import jsonschema
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 @cache

@@ -1,0 +1,10 @@
+"""Where the tests find the repository and the real media they run on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc
+VTEST = OPENCV_DATA / "vtest.avi"  # 768x576, 10 fps: a fixed camera over a pedestrian street
+BUS_JPG = ROOT / ".cache" / "media" / "bus.jpg"  # fetched by scripts/setup.sh test
