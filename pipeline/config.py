@@ -130,7 +130,7 @@ class Open311Config(Section):
     endpoint: str = Field(default="", description="Base URL, e.g. https://host/open311/v2")
     api_key: str = Field(default="")
     jurisdiction_id: str = Field(default="")
-    service_codes: dict[str, str] = Field(
+    service_codes: dict[Slug, str] = Field(
         default_factory=dict, description="category -> service_code"
     )
     media_base_url: str = Field(
