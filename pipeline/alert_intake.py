@@ -15,9 +15,15 @@ Delivery is at least once, like the agent's was:
 - a batch's offsets are committed after the case engine committed the batch
   to the store (and the events are in the outbox); a crash in between
   re-delivers alerts that then change nothing;
-- a batch that fails (the store unreachable, say) is read again from its
-  first offsets after a pause that doubles up to ``MAX_RETRY_S``: nothing is
+- a batch that fails because something it needs is unavailable (the
+  store unreachable, say: ``retryable``) is read again from its first
+  offsets after a pause that doubles up to ``MAX_RETRY_S``: nothing is
   skipped;
+- a batch that fails for any other reason (a bug that one alert trips) is
+  taken again one alert at a time: an alert that fails on its own is handed
+  to ``on_poison`` (the worker sends it to the dead letters with the reason,
+  and waits for the broker's acknowledgement) and the partition moves on;
+  an alert that fails as retryable there rewinds the batch as above;
 - when a rebalance takes partitions away, the revocation waits until the
   batch in hand is folded and its offsets committed (the same lock), then
   the heads cached for them are dropped.
@@ -89,11 +95,14 @@ class AlertIntake(Service):
         handle: Callable[[Records], Awaitable[None]],
         lock: asyncio.Lock,
         on_revoked: Callable[[], None],
+        retryable: Callable[[BaseException], bool],
+        on_poison: Callable[[ConsumerRecord[bytes, bytes], BaseException], Awaitable[None]],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.topic, self.max_records = topic, max_records
         self.handle, self.lock, self.on_revoked = handle, lock, on_revoked
+        self.retryable, self.on_poison = retryable, on_poison
         self._settings: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "group_id": group,
@@ -108,6 +117,7 @@ class AlertIntake(Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.batches = 0
         self.failures = 0
+        self.poisoned = 0
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(**self._settings)  # needs the running loop
@@ -148,11 +158,12 @@ class AlertIntake(Service):
                 await self.handle(records)
             except ConsumerStoppedError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
-                log.exception("event=alerts_failed records=%d (read again)", len(records))
-                self._rewind(fetched)
-                return False
+                if self.retryable(exc) or not await self._one_by_one(records, exc):
+                    log.exception("event=alerts_failed records=%d (read again)", len(records))
+                    self._rewind(fetched)
+                    return False
             self.batches += 1
             # under the lock too: a revocation finds the batch in hand committed, and
             # the partition's next owner starts after it
@@ -161,6 +172,37 @@ class AlertIntake(Service):
                 await self.consumer.commit(offsets)
             except KafkaError as exc:  # no longer ours: the owner reads them again, to no effect
                 log.warning("event=alerts_commit_failed records=%d error=%s", len(records), exc)
+        return True
+
+    async def _one_by_one(self, records: Records, exc: Exception) -> bool:
+        """Handle ``records`` one at a time, each that fails on its own to ``on_poison``;
+        False if one failed as retryable (the batch is read again)."""
+        log.warning(
+            "event=alerts_split records=%d error=%s: taking them one at a time",
+            len(records),
+            f"{type(exc).__name__}: {exc}",
+        )
+        for record in records:
+            try:
+                await self.handle([record])
+            except ConsumerStoppedError:
+                raise
+            except Exception as alone:
+                if self.retryable(alone):
+                    return False
+                log.error(
+                    "event=alert_poisoned topic=%s partition=%d offset=%d error=%s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    f"{type(alone).__name__}: {alone}",
+                )
+                try:
+                    await self.on_poison(record, alone)
+                except Exception:
+                    log.exception("event=dead_letter_failed offset=%d", record.offset)
+                    return False  # not safe yet: the batch is read again
+                self.poisoned += 1
         return True
 
     def _rewind(self, fetched: Fetched) -> None:

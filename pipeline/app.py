@@ -41,7 +41,7 @@ from pipeline.alert_intake import AlertIntake, Records, intake_group
 from pipeline.case_engine import CaseEngine, Clock, utc_now
 from pipeline.cloudevents import case_event_bytes
 from pipeline.config import DispatchServiceConfig
-from pipeline.store import open_store
+from pipeline.store import open_store, unavailable
 
 log = logging.getLogger("streetwatch.dispatch")
 R = TypeVar("R", bound=Record)
@@ -143,8 +143,14 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
         store.mark_published(ids)
 
     async def reject(key: bytes | None, value: bytes, reason: str) -> None:
+        """To the dead letters, acknowledged by the broker before the input's offset moves."""
         log.error("event=input_rejected key=%r reason=%s", key, reason)
-        await dead.send(key=key, value=value, headers={"reason": reason.encode()})
+        acked = await dead.send(key=key, value=value, headers={"reason": reason.encode()})
+        await acked
+
+    async def poisoned(record: Any, exc: BaseException) -> None:
+        """An alert that fails on its own (a bug it trips): to the dead letters, with why."""
+        await reject(record.key, record.value, f"alert failed: {type(exc).__name__}: {exc}")
 
     async def readable(batch: Sequence[Any], model: type[R], what: str) -> list[R]:
         """The batch's records; the unreadable ones go to the dead letters."""
@@ -168,6 +174,8 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
         handle=fold_alerts,
         lock=lock,
         on_revoked=engine.forget,  # heads cached for partitions another worker may own now
+        retryable=unavailable,  # the store (or its network) failed: read the batch again
+        on_poison=poisoned,
     )
     # faust starts a service instance as it does a class (App._prepare_subservice)
     app.service(intake)  # type: ignore[arg-type]
@@ -188,18 +196,27 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
         """SLA warnings due now, held changes, events a failure left unpublished, the counts."""
         nonlocal reported
         async with lock:
-            await publish(engine.tick())
-            if engine.coalesce_s > 0:
-                await publish(engine.release_held())
-            await publish(engine.unpublished(REPUBLISH_AFTER_S))
+            try:
+                await publish(engine.tick())
+                if engine.coalesce_s > 0:
+                    await publish(engine.release_held())
+                await publish(engine.unpublished(REPUBLISH_AFTER_S))
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                # the store is down: this tick's work waits for the next one, nothing
+                # is lost (SLA clocks, held changes and the outbox live in the store)
+                log.warning("event=tick_skipped error=%s", f"{type(exc).__name__}: {exc}")
         if time.monotonic() - reported >= STATS_EVERY_S:
             reported = time.monotonic()
             st = engine.stats
             log.info(
-                "event=dispatch_stats batches=%d failed_batches=%d alerts=%d duplicates=%d "
+                "event=dispatch_stats batches=%d failed_batches=%d poisoned=%d alerts=%d "
+                "duplicates=%d "
                 "held=%d released=%d updates=%d rejected=%s sla_events=%d conflicts=%d",
                 intake.batches,
                 intake.failures,
+                intake.poisoned,
                 st.alerts,
                 st.duplicates,
                 st.held,

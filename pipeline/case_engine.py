@@ -133,9 +133,13 @@ class CaseEngine:
             now = self.clock()
             changes: list[Change] = []
             keys: list[str] = []
+            # heads this batch moved, not yet committed: the cache only ever holds
+            # committed heads, so a commit that raises leaves it as it was and the
+            # batch, read again, folds the same way (never as duplicates of itself)
+            staged: dict[str, Case] = {}
             for alert in pending:
                 key, site = self.key_of(alert)
-                head = self._head(key)
+                head = staged[key] if key in staged else self._head(key)
                 folded = fold(head, alert, site, self.how)
                 if folded is None:
                     self.stats.duplicates += 1
@@ -153,9 +157,13 @@ class CaseEngine:
                 event = CaseEvent.of_case(case, kind, alert.alert_id, now)
                 changes.append(Change(event, expected, held))
                 keys.append(key)
-                self._heads[key] = case
+                staged[key] = case
             committed = self.store.commit(changes)
             done = {e.event_id for e in committed}
+            lost = {k for k, c in zip(keys, changes, strict=True) if c.event.event_id not in done}
+            for key, case in staged.items():
+                if key not in lost:
+                    self._heads[key] = case
             for change in changes:
                 if change.event.event_id in done:
                     if change.held:
@@ -164,7 +172,6 @@ class CaseEngine:
                         out.append(change.event)
             if len(committed) == len(changes):
                 return out
-            lost = {k for k, c in zip(keys, changes, strict=True) if c.event.event_id not in done}
             self.stats.conflicts += len(lost)
             for key in lost:
                 self._heads.pop(key, None)

@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Literal
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from core.kafka import create_topics
 from pipeline.alert_intake import AlertIntake, Records
@@ -30,8 +30,18 @@ async def write(bootstrap: str, topic: str, n: int, start: int = 0) -> list[byte
     return values
 
 
+async def refuse_poison(record: ConsumerRecord[bytes, bytes], exc: BaseException) -> None:
+    raise AssertionError(f"no alert should be poisoned here: {record.value!r} ({exc})")
+
+
 def intake(
-    bootstrap: str, topic: str, group: str, handle: Any, lock: asyncio.Lock, revoked: Any
+    bootstrap: str,
+    topic: str,
+    group: str,
+    handle: Any,
+    lock: asyncio.Lock,
+    revoked: Any,
+    on_poison: Any = None,
 ) -> AlertIntake:
     return AlertIntake(
         bootstrap=bootstrap,
@@ -42,6 +52,8 @@ def intake(
         handle=handle,
         lock=lock,
         on_revoked=revoked,
+        retryable=lambda exc: isinstance(exc, ConnectionError),
+        on_poison=on_poison or refuse_poison,
     )
 
 
@@ -148,3 +160,41 @@ async def test_a_rebalance_waits_for_the_batch_in_hand(tansu: RunningBroker) -> 
         release.set()
         await two.stop()
         await one.stop()
+
+
+async def test_an_alert_that_fails_on_its_own_goes_to_the_dead_letters_and_the_rest_go_on(
+    tansu: RunningBroker,
+) -> None:
+    """A bug that one alert trips must not stall its partitions: the batch is taken
+    one alert at a time, the one that fails alone is handed over with its error, and
+    every offset is committed; a retryable failure never poisons anything."""
+    b, topic, group = tansu.address, f"alerts-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    await create_topics(b, [topic], 3)
+    values = await write(b, topic, 60)
+    poison = b"alert-017"
+    handled: list[bytes] = []
+    dead: list[tuple[bytes, str]] = []
+    store_down = 2  # the first two calls find the store unreachable
+
+    async def handle(records: Records) -> None:
+        nonlocal store_down
+        if store_down:
+            store_down -= 1
+            raise ConnectionError("case store unreachable")
+        if any(r.value == poison for r in records):
+            raise ValueError("the engine trips on this alert")
+        handled.extend(r.value for r in records)
+
+    async def on_poison(record: ConsumerRecord[bytes, bytes], exc: BaseException) -> None:
+        dead.append((record.value, f"{type(exc).__name__}: {exc}"))
+
+    service = intake(b, topic, group, handle, asyncio.Lock(), lambda: None, on_poison)
+    await service.start()
+    try:
+        await until(lambda: len(handled) == len(values) - 1, "every other alert", timeout=60)
+        await until(lambda: service.poisoned == 1, "the poisoned alert handed over", timeout=60)
+    finally:
+        await service.stop()
+    assert dead == [(poison, "ValueError: the engine trips on this alert")]
+    assert sorted(handled) == [v for v in values if v != poison], "the others once each"
+    assert await committed(b, topic, group, 3) == len(values), "the partitions moved on"

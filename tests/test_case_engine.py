@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from core.records import (
     StatusUpdate,
 )
 from pipeline.case_engine import CaseEngine
-from pipeline.store import open_store
+from pipeline.store import Change, open_store
+from pipeline.store.sqlite import SqliteCaseStore
 from streetwatch.config import Config, parse_config
 from tests.support.factories import at, sighting
 
@@ -366,3 +369,38 @@ def test_held_changes_give_the_same_event_for_an_id_however_the_stream_is_batche
     assert len(b) > len(a)  # single published more of the held versions
     case_id = a[0].case_id
     assert whole.store.get(case_id) == single.store.get(case_id)
+
+
+class CommitFailsOnce(SqliteCaseStore):
+    """A real SQLite store whose next commit raises, as when the database goes away."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.failures_left = 1
+
+    def commit(self, changes: Sequence[Change]) -> list[CaseEvent]:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().commit(changes)
+
+
+def test_a_batch_whose_commit_failed_folds_again_as_new_alerts() -> None:
+    """The head cache holds committed heads only: a failed commit must not leave the
+    batch's own folding behind, or the retry counts every alert a duplicate and the
+    batch's offsets are committed with no case in the store."""
+    store = CommitFailsOnce("sqlite://:memory:")
+    eng = CaseEngine.from_config(config(), store, Clock(at(0)))
+    alerts = three_sources()
+    with pytest.raises(sqlite3.OperationalError):
+        eng.on_alerts(alerts)
+    assert store.all_cases() == []
+    events = eng.on_alerts(alerts)  # the intake reads the batch again
+    assert [e.type for e in events] == [
+        CaseEventType.OPENED,
+        CaseEventType.UPDATED,
+        CaseEventType.UPDATED,
+    ]
+    assert eng.stats.duplicates == 0
+    (case,) = store.all_cases()
+    assert case.alert_count == 3 and case == events[-1].case

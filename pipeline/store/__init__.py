@@ -7,9 +7,21 @@ directory; ``sqlite:////abs/path`` for an absolute one), ``open_store(
 
 from __future__ import annotations
 
+import sqlite3
+import sys
+
 from pipeline.store.base import CaseStore, Change, CommitPlan, Head, StoreError, plan_commit
 
-__all__ = ["CaseStore", "Change", "CommitPlan", "Head", "StoreError", "open_store", "plan_commit"]
+__all__ = [
+    "CaseStore",
+    "Change",
+    "CommitPlan",
+    "Head",
+    "StoreError",
+    "open_store",
+    "plan_commit",
+    "unavailable",
+]
 
 
 def open_store(url: str) -> CaseStore:
@@ -26,4 +38,15 @@ def open_store(url: str) -> CaseStore:
     raise StoreError(
         f"store url {scheme!r}...: expected sqlite:///path, sqlite://:memory: "
         "or postgresql://user@host:port/db"
+    )
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store (or the network to it) failed, so the same work
+    may succeed later, rather than something wrong with the work itself."""
+    if isinstance(exc, StoreError | OSError | TimeoutError | sqlite3.OperationalError):
+        return True
+    psycopg = sys.modules.get("psycopg")  # loaded with the PostgreSQL store, if in use
+    return psycopg is not None and isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError
     )

@@ -11,6 +11,8 @@ batch back and it is decided again.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +36,8 @@ from pipeline.store.base import (
     plan_commit,
     require_aware,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ATTEMPTS = 8
@@ -197,17 +201,34 @@ class PostgresCaseStore(SqlReads):
 
     def __init__(self, url: str, connect_timeout_s: float = 10.0) -> None:
         self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnects = 0
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+        self._create_schema()
+
+    def _connect(self) -> psycopg.Connection[Any]:
         try:
-            self._conn = psycopg.connect(
-                url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s))
+            return psycopg.connect(
+                self.url, autocommit=True, connect_timeout=max(1, round(self.connect_timeout_s))
             )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to the case store: {exc}") from exc
-        self._lock = threading.RLock()
-        self._create_schema()
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The connection, made again if the last one broke (the server restarted, or
+        the network went): the caller's work fails once, its retry finds a new one.
+        Call it holding ``_lock``."""
+        if self._conn.broken or self._conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = self._connect()
+            self.reconnects += 1
+            log.warning("event=case_store_reconnected reconnects=%d", self.reconnects)
+        return self._conn
 
     def _create_schema(self) -> None:
-        with self._lock, self._conn.transaction():
+        with self._lock, self._live().transaction():
             # two workers starting together must not both create the tables
             self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('streetwatch.case_store'))")
             for statement in SCHEMA:
@@ -229,14 +250,16 @@ class PostgresCaseStore(SqlReads):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            return self._live().execute(sql, params).fetchall()
 
     def _transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``work`` in a transaction; again from the start after a deadlock or race."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                with self._lock, self._conn.transaction():
-                    return work(self._conn)
+                with self._lock:
+                    conn = self._live()
+                    with conn.transaction():
+                        return work(conn)
             except (errors.DeadlockDetected, errors.SerializationFailure, _HeadRace):
                 if attempt == ATTEMPTS:
                     raise
@@ -247,7 +270,7 @@ class PostgresCaseStore(SqlReads):
         return require_aware(dt, what)
 
     def dump(self) -> dict[str, Any]:
-        with self._lock, self._conn.transaction():
+        with self._lock, self._live().transaction():
             self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cases = self._conn.execute(
                 "SELECT case_id, case_key, category, site_id, status, version, recurrence, "
