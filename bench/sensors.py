@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -151,8 +152,9 @@ class TimedSink:
     async def start(self) -> None:
         return None
 
-    async def publish(self, alert: Alert) -> None:
-        self.arrivals.append((alert, time.time()))
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        now = time.time()
+        self.arrivals.extend((alert, now) for alert in alerts)
 
     async def stop(self) -> None:
         return None

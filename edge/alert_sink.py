@@ -1,20 +1,19 @@
 """Where alerts go: the ``AlertSink`` interface and its Kafka implementation.
 
-The Kafka sink keys each alert by its place, so every alert about one place
+The Kafka sink keys each alert by its site, so every alert about one place
 lands on one partition and is folded in order by one dispatch worker.
-``publish`` returns only once the broker has acknowledged the alert
-(``acks="all"``); while the broker is unreachable it keeps retrying with
-backoff, holding the caller back rather than dropping the alert.
+``publish`` returns only once the broker has acknowledged every alert it
+was given (``acks="all"``) and raises otherwise; the edge outbox's forwarder
+(:mod:`edge.outbox`) keeps the alerts and sends them again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-
-from aiokafka.errors import KafkaError
 
 from core.kafka import KafkaConfig, reliable_producer, start_producer
 from core.records import Alert
@@ -26,7 +25,9 @@ log = logging.getLogger(__name__)
 class AlertSink(Protocol):
     async def start(self) -> None: ...
 
-    async def publish(self, alert: Alert) -> None: ...
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        """Return once every alert is acknowledged, in order; raise otherwise."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -43,23 +44,17 @@ class KafkaAlertSink:
     async def start(self) -> None:
         await start_producer(self.producer, self.cfg.bootstrap)
 
-    async def publish(self, alert: Alert) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.producer.send_and_wait(
-                    self.cfg.alerts_topic,
-                    value=alert.to_json_bytes(),
-                    key=self.sites.site_of(alert.place).encode("utf-8"),
-                )
-                self.sent += 1
-                return
-            except KafkaError as exc:
-                log.warning(
-                    "alert %s not acknowledged (%s); retrying in %.1fs", alert.alert_id, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        futures = [
+            await self.producer.send(
+                self.cfg.alerts_topic,
+                value=alert.to_json_bytes(),
+                key=self.sites.site_of(alert.place).encode("utf-8"),
+            )
+            for alert in alerts
+        ]
+        await asyncio.gather(*futures)  # a KafkaError (a timeout, say) goes to the caller
+        self.sent += len(alerts)
 
     async def stop(self) -> None:
         await self.producer.stop()
@@ -79,9 +74,10 @@ class RecordingSink:
     async def start(self) -> None:
         await self.inner.start()
 
-    async def publish(self, alert: Alert) -> None:
-        await self.inner.publish(alert)
-        self.published[alert.alert_id] = alert
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        await self.inner.publish(alerts)
+        for alert in alerts:
+            self.published[alert.alert_id] = alert
 
     async def stop(self) -> None:
         await self.inner.stop()

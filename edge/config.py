@@ -181,6 +181,11 @@ class EdgeConfig(Section):
     evidence_dir: str = Field(
         default="var/evidence", description="Where snapshots are written, one folder per camera"
     )
+    outbox: str = Field(
+        default="",
+        description="SQLite file holding alerts and dead letters until the broker has them "
+        "(edge/outbox.py); empty: outbox.db in evidence_dir",
+    )
 
 
 class EdgeServiceConfig(Section):
@@ -200,6 +205,12 @@ class EdgeServiceConfig(Section):
         description="Device types, added to the built-in ones or replacing one by name",
     )
     devices: list[DeviceConfig] = Field(default_factory=list)
+
+    def outbox_path(self) -> Path:
+        """Where the edge outbox lives."""
+        if self.edge.outbox:
+            return Path(self.edge.outbox)
+        return Path(self.edge.evidence_dir) / "outbox.db"
 
     def place(self, place_id: str) -> Place:
         for p in self.places:

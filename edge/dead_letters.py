@@ -39,6 +39,10 @@ class DeadLetterSink(Protocol):
 
     async def send(self, letter: DeadLetter) -> None: ...
 
+    async def flush(self) -> None:
+        """Return once every letter sent so far is acknowledged."""
+        ...
+
     async def stop(self) -> None: ...
 
 
@@ -189,6 +193,9 @@ class MemoryDeadLetterSink:
 
     async def send(self, letter: DeadLetter) -> None:
         self.letters.append(letter)
+
+    async def flush(self) -> None:
+        return None
 
     async def stop(self) -> None:
         self.started = False

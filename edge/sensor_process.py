@@ -7,22 +7,27 @@ for the GIL behind every camera thread and every wake-up of the asyncio
 loop. So :class:`SensorService` runs
 
 - an *intake* process: the MQTT client (:class:`~ingest.mqtt_source.MqttSource`)
-  and nothing else. Each message is appended to a batch and acknowledged
-  to the broker; a batch goes down a pipe when it holds ``batch`` messages
-  or ``flush_s`` after its first one, so the intake pays for one pickle per
-  batch, not per message;
+  and nothing else. Each message is appended to a batch; a batch goes down
+  a pipe when it holds ``batch`` messages or ``flush_s`` after its first
+  one, so the intake pays for one pickle per batch, not per message;
 - a *rules* process: a :class:`~edge.sensor_feed.SensorFeed` (parse,
   checks, rules, charts) over each batch, and every ``tick_s`` over passing
-  time. It sends the worker, per batch, how many readings it took in, the
-  alerts and the dead letters.
+  time. It commits what a batch caused (alerts, dead letters) to the edge
+  outbox (:mod:`edge.outbox`) in one transaction, then tells the intake
+  (``Durable``), which only then acknowledges the batch's messages to the
+  broker; and it tells the worker how many readings it took in, the alerts
+  and the dead letters (for its counts and logs: the outbox's forwarders
+  deliver them).
 
 Order is kept (one pipe after the other, batches in arrival order). A full
 pipe blocks the intake's MQTT thread, so it stops reading and the broker
-holds the messages (back-pressure, nothing dropped). Messages are
-acknowledged once they are in a batch: if a child dies, the messages in
-flight are counted and logged as lost, and both children start again (the
-rules with fresh state; the MQTT session is persistent, so what the broker
-still holds arrives).
+holds the messages (back-pressure, nothing dropped). A message is
+acknowledged to the broker only once what it caused is on disk: if a child
+dies, both start again (the rules with fresh state) and the broker, holding
+the persistent session, delivers the unacknowledged messages again. A
+reading delivered twice yields the same alert id, which the dispatch service
+folds as a re-delivery; one whose alert was raised before the crash raises
+nothing new, since its state rule starts afresh from the next reading.
 
 What crosses the pipes is the typed records of :mod:`edge.sensor_wire`, one
 per message; a record of a type the reader does not expect is logged and
@@ -34,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import signal
 import threading
 import time
 import traceback
@@ -46,8 +52,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge.config import EDGE_SECTIONS, EdgeServiceConfig
+from edge.outbox import Outbox
 from edge.sensor_feed import FeedAlert, FeedOutput, SensorFeed
 from edge.sensor_wire import (
+    Durable,
     EndOfStream,
     Failed,
     IntakeCommand,
@@ -58,12 +66,13 @@ from edge.sensor_wire import (
     Output,
     Ready,
     RulesReply,
+    RulesToIntake,
     Started,
     Stop,
     Stopped,
     Subscribed,
 )
-from ingest.mqtt_source import MqttSource
+from ingest.mqtt_source import MqttSource, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +82,12 @@ START_TIMEOUT_S = 120.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-def _logging(level: int) -> None:
+def _child_setup(level: int) -> None:
+    """A child's logging; it ignores SIGINT and SIGTERM, which a terminal or a service
+    manager sends the worker's whole process group: the worker stops its children in
+    order (intake first, then the rules), or restarts them if they die."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
@@ -100,33 +114,42 @@ def _intake_reply(control: Connection, reply: IntakeReply) -> None:
     control.send(reply)
 
 
-def _rules_reply(outbox: Connection, reply: RulesReply) -> None:
-    outbox.send(reply)
+def _rules_reply(to_worker: Connection, reply: RulesReply) -> None:
+    to_worker.send(reply)
+
+
+def _to_intake(pipe: Connection, message: RulesToIntake) -> None:
+    pipe.send(message)
 
 
 # -- intake process -----------------------------------------------------------
 
 
 class _Batcher:
-    """Gathers messages (MQTT thread) and sends them in batches (any thread)."""
+    """Gathers messages (MQTT thread) and sends them in batches (any thread); keeps each
+    batch's receipts until the rules say it is durable (:meth:`durable`)."""
 
     def __init__(self, pipe: Connection, size: int, flush_s: float) -> None:
         self.pipe = pipe
         self.size = size
         self.flush_s = flush_s
         self.lock = threading.Lock()
+        self.seq = 0
         self.topics: list[str] = []
         self.payloads: list[bytes] = []
         self.times: list[float] = []
+        self.receipts: list[Receipt] = []
+        self.unacknowledged: dict[int, list[Receipt]] = {}
         self.pending = threading.Event()
         self.closed = False
         threading.Thread(target=self._flusher, name="sensor-flush", daemon=True).start()
 
-    def submit(self, topic: str, payload: bytes, received_at: datetime) -> None:
+    def submit(self, topic: str, payload: bytes, received_at: datetime, receipt: Receipt) -> None:
         with self.lock:
             self.topics.append(topic)
             self.payloads.append(payload)
             self.times.append(received_at.timestamp())
+            self.receipts.append(receipt)
             if len(self.topics) >= self.size:
                 self._send()
             elif len(self.topics) == 1:
@@ -134,10 +157,17 @@ class _Batcher:
 
     def _send(self) -> None:
         if self.topics:
-            batch = MqttBatch(tuple(self.topics), tuple(self.payloads), tuple(self.times))
-            self.topics, self.payloads, self.times = [], [], []
+            self.seq += 1
+            batch = MqttBatch(self.seq, tuple(self.topics), tuple(self.payloads), tuple(self.times))
+            self.unacknowledged[self.seq] = self.receipts
+            self.topics, self.payloads, self.times, self.receipts = [], [], [], []
             _to_rules(self.pipe, batch)
         self.pending.clear()
+
+    def durable(self, seq: int) -> list[Receipt]:
+        """The receipts of batch ``seq``, now safe to acknowledge."""
+        with self.lock:
+            return self.unacknowledged.pop(seq, [])
 
     def _flusher(self) -> None:
         while not self.closed:
@@ -153,20 +183,38 @@ class _Batcher:
             _to_rules(self.pipe, EndOfStream())
 
 
+def _acknowledge(from_rules: Connection, batcher: _Batcher, mqtt: MqttSource) -> None:
+    """Acknowledge each batch's messages to the broker once the rules say it is durable."""
+    while True:
+        try:
+            record: object = from_rules.recv()
+        except (EOFError, OSError):
+            return  # the rules are gone: unacknowledged messages come again
+        if isinstance(record, Durable):
+            for receipt in batcher.durable(record.seq):
+                mqtt.ack(receipt)
+        else:
+            _unexpected("rules", record)
+
+
 def _intake(
     cfg_json: str,
     client_id: str,
     to_rules: Connection,
+    from_rules: Connection,
     control: Connection,
     batch: int,
     flush_s: float,
     log_level: int,
 ) -> None:
-    _logging(log_level)
+    _child_setup(log_level)
     try:
         cfg = EdgeServiceConfig.model_validate_json(cfg_json)
         batcher = _Batcher(to_rules, batch, flush_s)
-        mqtt = MqttSource(cfg.mqtt, client_id, batcher.submit)
+        mqtt = MqttSource(cfg.mqtt, client_id, on_delivery=batcher.submit)
+        threading.Thread(
+            target=_acknowledge, args=(from_rules, batcher, mqtt), name="sensor-ack", daemon=True
+        ).start()
         mqtt.start()
     except Exception:
         _intake_reply(control, Failed(traceback.format_exc()))
@@ -201,19 +249,21 @@ def _rules(
     started_at: float,
     tick_s: float,
     inbox: Connection,
-    outbox: Connection,
+    to_intake: Connection,
+    to_worker: Connection,
     log_level: int,
 ) -> None:
-    _logging(log_level)
+    _child_setup(log_level)
     try:
         cfg = EdgeServiceConfig.model_validate_json(cfg_json)
         feed = SensorFeed(
             cfg, Path(evidence_dir), started_at=datetime.fromtimestamp(started_at, UTC)
         )
+        outbox = Outbox(cfg.outbox_path())
     except Exception:
-        _rules_reply(outbox, Failed(traceback.format_exc()))
+        _rules_reply(to_worker, Failed(traceback.format_exc()))
         return
-    _rules_reply(outbox, Ready(len(feed.registry)))
+    _rules_reply(to_worker, Ready(len(feed.registry)))
     messages = 0
     next_tick = time.monotonic() + tick_s
     while True:
@@ -221,11 +271,11 @@ def _rules(
             try:
                 received: object = inbox.recv()
             except EOFError:
-                _rules_reply(outbox, IntakeLost())
+                _rules_reply(to_worker, IntakeLost())
                 return
             match received:
                 case EndOfStream():
-                    _rules_reply(outbox, Stopped(messages))
+                    _rules_reply(to_worker, Stopped(messages))
                     return
                 case MqttBatch():
                     messages += len(received)
@@ -238,19 +288,24 @@ def _rules(
                         got = feed.handle(topic, payload, datetime.fromtimestamp(received_at, UTC))
                         out.alerts += got.alerts
                         out.dead += got.dead
-                    _reply(outbox, feed, feed.readings - before, out)
+                    _deliver(outbox, to_worker, feed, feed.readings - before, out)
+                    _to_intake(to_intake, Durable(received.seq))
                 case _:
                     _unexpected("intake", received)
         if time.monotonic() >= next_tick:
             next_tick = time.monotonic() + tick_s
             ticked = feed.tick(datetime.now(UTC))
             if ticked.alerts:
-                _reply(outbox, feed, 0, ticked)
+                _deliver(outbox, to_worker, feed, 0, ticked)
 
 
-def _reply(outbox: Connection, feed: SensorFeed, readings: int, out: FeedOutput) -> None:
+def _deliver(
+    outbox: Outbox, to_worker: Connection, feed: SensorFeed, readings: int, out: FeedOutput
+) -> None:
+    """Into the outbox (on disk when this returns), then word to the worker."""
     alerts = tuple(feed.with_chart(a) for a in out.alerts)
-    _rules_reply(outbox, Output(readings, alerts, tuple(out.dead)))
+    outbox.put_records(alerts, out.dead)
+    _rules_reply(to_worker, Output(readings, alerts, tuple(out.dead)))
 
 
 # -- the worker's side ----------------------------------------------------------
@@ -314,7 +369,7 @@ class SensorService:
         self._intake: BaseProcess | None = None
         self._rules: BaseProcess | None = None
         self._control: Connection | None = None
-        self._outbox: Connection | None = None
+        self._from_rules: Connection | None = None
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
 
@@ -327,6 +382,7 @@ class SensorService:
     def _spawn(self) -> None:
         level = logging.getLogger().getEffectiveLevel()
         rules_in, intake_out = self._ctx.Pipe(duplex=False)
+        acks_in, rules_acks = self._ctx.Pipe(duplex=False)
         worker_in, rules_out = self._ctx.Pipe(duplex=False)
         control, intake_control = self._ctx.Pipe(duplex=True)
         rules = self._ctx.Process(
@@ -337,6 +393,7 @@ class SensorService:
                 self.started_at.timestamp(),
                 self.tick_s,
                 rules_in,
+                rules_acks,
                 rules_out,
                 level,
             ),
@@ -345,6 +402,7 @@ class SensorService:
         )
         rules.start()
         rules_in.close()
+        rules_acks.close()
         rules_out.close()
         ready = _expect(worker_in, rules, "rules", Ready)
         intake = self._ctx.Process(
@@ -353,6 +411,7 @@ class SensorService:
                 self._cfg_json,
                 self.client_id,
                 intake_out,
+                acks_in,
                 intake_control,
                 self.batch,
                 self.flush_s,
@@ -363,10 +422,11 @@ class SensorService:
         )
         intake.start()
         intake_out.close()
+        acks_in.close()
         intake_control.close()
         _expect(control, intake, "intake", Started)
         self._rules, self._intake = rules, intake
-        self._outbox, self._control = worker_in, control
+        self._from_rules, self._control = worker_in, control
         t = threading.Thread(target=self._watch_intake, args=(control,), daemon=True)
         t.start()
         log.info(
@@ -393,7 +453,7 @@ class SensorService:
 
     def _read(self) -> None:
         while True:
-            outbox = self._outbox
+            outbox = self._from_rules
             assert outbox is not None
             try:
                 reply: object = outbox.recv()
@@ -436,7 +496,8 @@ class SensorService:
         self.restarts += 1
         log.error(
             "event=sensor_process_died which=%s intake_exit=%s rules_exit=%s: starting both "
-            "again; messages in flight are lost, rule state starts afresh",
+            "again; the broker delivers again what they had not acknowledged, rule state "
+            "starts afresh",
             why,
             self._intake.exitcode if self._intake else None,
             self._rules.exitcode if self._rules else None,

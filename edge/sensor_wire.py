@@ -13,6 +13,8 @@ The pipes and what goes down each:
 - worker -> intake (control): :data:`IntakeCommand`;
 - intake -> worker (control): :data:`IntakeReply`;
 - intake -> rules: :data:`IntakeToRules` (batches, then :class:`EndOfStream`);
+- rules -> intake: :data:`RulesToIntake` (a batch's outputs are in the outbox:
+  acknowledge its messages to the broker);
 - rules -> worker: :data:`RulesReply`.
 """
 
@@ -33,6 +35,7 @@ class MqttBatch:
     about ten times faster so, and the intake process is short of CPU.
     """
 
+    seq: int  # the intake's count of batches: Durable(seq) acknowledges this one
     topics: tuple[str, ...]
     payloads: tuple[bytes, ...]
     received_at: tuple[float, ...]
@@ -43,6 +46,14 @@ class MqttBatch:
 
     def __len__(self) -> int:
         return len(self.topics)
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """Rules to intake: what batch ``seq`` caused (alerts, dead letters) is committed to
+    the outbox, so its messages may be acknowledged to the broker."""
+
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +90,8 @@ class Output:
     """What the rules made of one batch, or of passing time."""
 
     readings: int  # messages taken in as readings (0 for a tick)
-    alerts: tuple[Alert, ...]  # raised alerts carry their chart as evidence
-    dead: tuple[DeadLetter, ...]
+    alerts: tuple[Alert, ...]  # in the outbox already; raised ones carry their chart
+    dead: tuple[DeadLetter, ...]  # in the outbox already
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,4 +114,5 @@ class Stop:
 IntakeCommand: TypeAlias = Stop
 IntakeReply: TypeAlias = Started | Failed | Subscribed | Stopped
 IntakeToRules: TypeAlias = MqttBatch | EndOfStream
+RulesToIntake: TypeAlias = Durable
 RulesReply: TypeAlias = Ready | Failed | Output | IntakeLost | Stopped

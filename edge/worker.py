@@ -4,12 +4,18 @@ Each camera runs in its own thread (decode and inference release the GIL).
 Neuron messages are taken through the whole sensor path
 (:class:`~edge.sensor_feed.SensorFeed`: parse, checks, rules) in two child
 processes, MQTT intake and rules (:mod:`edge.sensor_process`, the
-default), or here on the MQTT client's thread; each message is
-acknowledged to the broker once it is handed over. Alerts from all
-sources go through one asyncio loop to the alert sink; dead letters to
-their own sink. Every second the sensor rules see
-time pass (heartbeat loss, a door held open). A camera whose file ends logs
-``event=camera_finished`` and the worker keeps serving sensors.
+default), or here on the MQTT client's thread. Every second the sensor
+rules see time pass (heartbeat loss, a door held open). A camera whose file
+ends logs ``event=camera_finished`` and the worker keeps serving sensors.
+
+Delivery: every alert and dead letter is committed to the edge outbox
+(:mod:`edge.outbox`) where it is raised, by the camera thread or the
+sensor rules; a sensor message is acknowledged to the broker only after
+that. Camera analysis and MQTT intake never wait for the uplink. Two
+forwarders on the asyncio loop deliver the outbox's lanes (alerts to the
+alert sink, dead letters to theirs) in order, at least once, and delete
+what the broker acknowledged. On stop they get ``drain_s`` to empty their
+lanes; what is left is delivered after the next start.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +37,7 @@ from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
 from edge.config import CameraConfig, EdgeServiceConfig
 from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
+from edge.outbox import Entry, Forwarder, Outbox
 from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
 from ingest.backoff import BackoffPolicy
@@ -42,6 +49,7 @@ from ingest.stream_source import StreamOptions
 from ingest.video_file import Pace
 
 TICK_S = 1.0  # how often the sensor rules see time pass
+DRAIN_S = 30.0  # on stop, how long the forwarders may take to empty the outbox
 LOG_FIRST_REJECTS = 20  # rejects logged one by one per reason, then every LOG_EVERY_REJECT-th
 LOG_EVERY_REJECT = 1000
 
@@ -65,6 +73,7 @@ class EdgeWorker:
         *,
         pace: Pace = "realtime",
         dead_letters: DeadLetterSink | None = None,
+        drain_s: float = DRAIN_S,
     ) -> None:
         self.cfg = cfg
         self.sink = sink
@@ -81,8 +90,12 @@ class EdgeWorker:
         self.ready = asyncio.Event()
         self.cameras_finished = asyncio.Event()  # every camera source has ended
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._alerts: asyncio.Queue[Alert] = asyncio.Queue()
-        self._dead: asyncio.Queue[DeadLetter] = asyncio.Queue()
+        self.drain_s = drain_s
+        self.outbox = Outbox(cfg.outbox_path())
+        self.forwarders = (
+            Forwarder(self.outbox, "alerts", self._send_alerts),
+            Forwarder(self.outbox, "dead_letters", self._send_dead),
+        )
 
     async def run(self, stop: asyncio.Event) -> EdgeStats:
         self._loop = asyncio.get_running_loop()
@@ -114,10 +127,9 @@ class EdgeWorker:
             for cam in self.cfg.cameras
             if detector is not None
         ]
-        sensor_tasks = [
-            asyncio.create_task(self._send_alerts()),
-            asyncio.create_task(self._send_dead_letters()),
-        ]
+        delivered = asyncio.Event()  # set on stop: the forwarders empty their lanes, then end
+        forwarding = [asyncio.create_task(f.run(delivered)) for f in self.forwarders]
+        sensor_tasks: list[asyncio.Task[None]] = []
         if self.feed is not None:  # (the rules process lets time pass by itself)
             sensor_tasks.append(asyncio.create_task(self._tick()))
         cameras_task = asyncio.create_task(self._all_cameras(cameras))
@@ -144,10 +156,7 @@ class EdgeWorker:
         for task in sensor_tasks:
             task.cancel()
         await asyncio.gather(*sensor_tasks, return_exceptions=True)
-        while not self._alerts.empty():  # queued before the stop
-            await self._publish(self._alerts.get_nowait())
-        while not self._dead.empty():
-            await self._send_dead(self._dead.get_nowait())
+        await self._drain(delivered, forwarding)
         await self.dead_sink.stop()
         await self.sink.stop()
         if self.feed is not None:
@@ -172,42 +181,57 @@ class EdgeWorker:
 
     # -- sensors -------------------------------------------------------------
 
+    async def _drain(self, delivered: asyncio.Event, forwarding: list[asyncio.Task[None]]) -> None:
+        """Let the forwarders empty the outbox, for ``drain_s`` at most."""
+        delivered.set()
+        _, pending = await asyncio.wait(forwarding, timeout=self.drain_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*forwarding, return_exceptions=True)
+        if pending:
+            log.warning(
+                "event=outbox_backlog alerts=%d dead_letters=%d: kept in %s, delivered "
+                "after the next start",
+                self.outbox.count("alerts"),
+                self.outbox.count("dead_letters"),
+                self.outbox.path,
+            )
+
+    # -- sensors -------------------------------------------------------------
+
     def _on_message(self, topic: str, payload: bytes, received_at: datetime) -> None:
-        """On the MQTT thread (sensor path in this process): all of it, then hand over."""
+        """On the MQTT thread (sensor path in this process): all of it, into the outbox;
+        the message is acknowledged to the broker when this returns."""
         assert self.feed is not None
         with self.feed_lock:
             out = self.feed.handle(topic, payload, received_at)
             self.stats.readings = self.feed.readings
-        self._hand_over(out)
+            self._put(out)
+
+    def _put(self, out: FeedOutput) -> None:
+        """What a message or tick caused (sensor path in this process), on disk."""
+        assert self.feed is not None
+        if out.alerts or out.dead:
+            self.outbox.put_records([self.feed.with_chart(a) for a in out.alerts], out.dead)
+            self._raised(len(out.alerts), out.dead)
 
     def _from_sensors(self, out: FeedOutput) -> None:
-        """On the sensor service's reader thread."""
+        """On the sensor service's reader thread: what the rules process put in the outbox."""
         if self.sensors is not None:
             self.stats.readings = self.sensors.readings
-        self._hand_over(out)
+        if out.alerts or out.dead:
+            self._raised(len(out.alerts), out.dead)
 
-    def _hand_over(self, out: FeedOutput) -> None:
-        """From another thread: queue what a message, batch or tick produced, in order.
-
-        One wake-up of the loop per call, however many alerts: every wake-up
-        makes the MQTT thread wait for the GIL again.
-        """
-        if not out.alerts and not out.dead:
-            return
-        alerts = [
-            self.feed.with_chart(item) if self.feed is not None else item.alert
-            for item in out.alerts
-        ]
-        loop = self._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(self._queue_output, alerts, out.dead)
-
-    def _queue_output(self, alerts: list[Alert], dead: list[DeadLetter]) -> None:
+    def _raised(self, alerts: int, dead: Sequence[DeadLetter]) -> None:
+        """From any thread: count what was put in the outbox and wake its forwarders."""
         for letter in dead:
             self.stats.rejects[letter.reason] += 1
-            self._dead.put_nowait(letter)
-        for alert in alerts:
-            self._alerts.put_nowait(alert)
+        loop = self._loop
+        if loop is not None:
+            if alerts:
+                loop.call_soon_threadsafe(self.forwarders[0].wake)
+            if dead:
+                loop.call_soon_threadsafe(self.forwarders[1].wake)
 
     async def _tick(self) -> None:
         assert self.feed is not None
@@ -215,41 +239,43 @@ class EdgeWorker:
             await asyncio.sleep(TICK_S)
             with self.feed_lock:
                 out = self.feed.tick(datetime.now(UTC))
-            self._hand_over(out)
+                self._put(out)
 
-    async def _send_alerts(self) -> None:
-        while True:
-            await self._publish(await self._alerts.get())
+    # -- the forwarders' senders -----------------------------------------------
 
-    async def _send_dead_letters(self) -> None:
-        while True:
-            await self._send_dead(await self._dead.get())
-
-    async def _send_dead(self, letter: DeadLetter) -> None:
-        await self.dead_sink.send(letter)
-        self.stats.dead_letters_sent += 1
-        seen = self.stats.rejects[letter.reason]
-        if seen <= LOG_FIRST_REJECTS or seen % LOG_EVERY_REJECT == 0:  # not a log flood
-            log.warning(
-                "event=reading_rejected reason=%s count=%d topic=%.120s detail=%s letter=%s",
-                letter.reason,
-                seen,
-                letter.topic,
-                letter.detail,
-                letter.letter_id,
+    async def _send_alerts(self, entries: Sequence[Entry]) -> None:
+        alerts = [Alert.model_validate_json(e.value) for e in entries]
+        await self.sink.publish(alerts)
+        self.stats.alerts += len(alerts)
+        for alert in alerts:
+            log.info(
+                "event=alert category=%s place=%s source=%s phase=%s id=%s",
+                alert.category,
+                alert.place.place_id,
+                alert.source_id,
+                alert.phase,
+                alert.alert_id,
             )
 
-    async def _publish(self, alert: Alert) -> None:
-        await self.sink.publish(alert)
-        self.stats.alerts += 1
-        log.info(
-            "event=alert category=%s place=%s source=%s phase=%s id=%s",
-            alert.category,
-            alert.place.place_id,
-            alert.source_id,
-            alert.phase,
-            alert.alert_id,
-        )
+    async def _send_dead(self, entries: Sequence[Entry]) -> None:
+        letters = [DeadLetter.model_validate_json(e.value) for e in entries]
+        for letter in letters:
+            await self.dead_sink.send(letter)
+        await self.dead_sink.flush()
+        self.stats.dead_letters_sent += len(letters)
+        for letter in letters:
+            seen = self.stats.rejects[letter.reason]
+            if seen <= LOG_FIRST_REJECTS or seen % LOG_EVERY_REJECT == 0:  # not a log flood
+                log.warning(
+                    "event=reading_rejected reason=%s count=%d topic=%.120s detail=%s letter=%s",
+                    letter.reason,
+                    seen,
+                    letter.topic,
+                    letter.detail,
+                    letter.letter_id,
+                )
+
+    # -- cameras ---------------------------------------------------------------
 
     def _camera(
         self,
@@ -258,8 +284,9 @@ class EdgeWorker:
         loop: asyncio.AbstractEventLoop,
         start: datetime,
     ) -> None:
-        def emit(alert: Alert) -> None:
-            asyncio.run_coroutine_threadsafe(self._publish(alert), loop).result()
+        def emit(alert: Alert) -> None:  # on disk when this returns; no wait for the uplink
+            self.outbox.put_records([alert])
+            loop.call_soon_threadsafe(self.forwarders[0].wake)
 
         def status(s: SourceStatus) -> None:
             log_status(log, "camera", s)

@@ -12,12 +12,16 @@ Delivery guarantees
   broker keeps the subscription and queues QoS 1 messages while the client
   is away (stopped, crashed, network down, broker restarted with
   persistence on); they arrive after the next connect.
-- **Acknowledged after the callback.** The client runs with paho's
-  ``manual_ack`` and sends the PUBACK only once ``on_message`` has returned,
-  so a message whose callback never completed (the process died) is
-  delivered again. Delivery is at least once: a redelivered message has
-  ``dup`` set and is counted in :attr:`MqttStats.redelivered`; drop
-  duplicates downstream (by the reading's ``seq``). An exception in the
+- **Acknowledged after the callback, or later.** The client runs with
+  paho's ``manual_ack`` and sends the PUBACK only once ``on_message`` has
+  returned, so a message whose callback never completed (the process died)
+  is delivered again. Given ``on_delivery`` instead of ``on_message``, the
+  callback gets a :class:`Receipt` and the caller acknowledges with
+  :meth:`ack` once what the message caused is safe (the edge's sensor
+  intake does so when the rules process has committed its alerts to the
+  outbox). Delivery is at least once: a redelivered message has ``dup``
+  set and is counted in :attr:`MqttStats.redelivered`; drop duplicates
+  downstream (by the reading's ``seq``). An exception in the
   callback is logged and counted, and the message is still acknowledged: it
   would fail the same way again, and the next message must not wait for it.
 - **Reconnect with backoff.** paho reconnects by itself, waiting
@@ -53,6 +57,17 @@ log = logging.getLogger(__name__)
 OnMessage = Callable[[str, bytes, datetime], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What acknowledges one message to the broker: :meth:`MqttSource.ack`."""
+
+    mid: int
+    qos: int
+
+
+OnDelivery = Callable[[str, bytes, datetime, Receipt], None]
+
+
 @dataclass
 class MqttStats:
     """Counters of one client; written on paho's thread, read anywhere."""
@@ -77,12 +92,24 @@ class MqttSource:
     broker granted the subscription; :attr:`connected` while connected.
     """
 
-    def __init__(self, cfg: MqttConfig, client_id: str, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        on_message: OnMessage | None = None,
+        *,
+        on_delivery: OnDelivery | None = None,
+    ) -> None:
+        """``on_message`` (acknowledged when it returns) or ``on_delivery`` (the caller
+        acknowledges each :class:`Receipt` with :meth:`ack`): exactly one."""
+        if (on_message is None) == (on_delivery is None):
+            raise ValueError("give on_message or on_delivery")
         self.cfg = cfg
         self.client_id = cfg.client_id or client_id
         if not self.client_id:
             raise ValueError("an MQTT client id is needed for a persistent session")
         self.on_message = on_message
+        self.on_delivery = on_delivery
         self.stats = MqttStats()
         self.subscribed = threading.Event()
         self.connected = threading.Event()
@@ -254,11 +281,24 @@ class MqttSource:
         self.stats.messages += 1
         if msg.dup:
             self.stats.redelivered += 1
+        deferred = False
         try:
-            self.on_message(msg.topic, bytes(msg.payload), received_at)
+            if self.on_delivery is not None:
+                self.on_delivery(
+                    msg.topic, bytes(msg.payload), received_at, Receipt(msg.mid, msg.qos)
+                )
+                deferred = True
+            else:
+                assert self.on_message is not None
+                self.on_message(msg.topic, bytes(msg.payload), received_at)
         except Exception:
             self.stats.callback_errors += 1
             log.exception("event=mqtt_callback_error topic=%s", msg.topic)
         finally:
-            if msg.qos > 0:
+            if msg.qos > 0 and not deferred:
                 client.ack(msg.mid, msg.qos)
+
+    def ack(self, receipt: Receipt) -> None:
+        """Acknowledge a message handed to ``on_delivery`` (from any thread)."""
+        if receipt.qos > 0:
+            self.client.ack(receipt.mid, receipt.qos)

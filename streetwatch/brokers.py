@@ -74,18 +74,36 @@ def start_tansu(workdir: Path, port: int | None = None) -> RunningBroker:
     return RunningBroker(child, port)
 
 
+#: What an edge box's mosquitto needs beyond the defaults (docs/sensors.md, "The
+#: MQTT broker"): queues deep enough for a box that falls behind or restarts (the
+#: default 1000 drops readings), room for the batches the edge acknowledges only
+#: once their alerts are on disk, and a session store written often.
+PRODUCTION_MQTT = (
+    "max_queued_messages 100000",
+    "max_inflight_messages 1000",
+    "persistence true",
+    "autosave_interval 30",
+)
+
+
 def start_mosquitto(
     workdir: Path, port: int | None = None, extra: Sequence[str] = ()
 ) -> RunningBroker:
-    """A throwaway mosquitto on 127.0.0.1; ``extra`` lines are added to its config."""
+    """A throwaway mosquitto on 127.0.0.1 with :data:`PRODUCTION_MQTT` (persisting to
+    ``workdir/mosquitto-PORT/``, so a restart on the same port keeps its sessions);
+    ``extra`` lines are added to its config."""
     port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = workdir / f"mosquitto-{port}"
+    store.mkdir(exist_ok=True)
     conf = workdir / f"mosquitto-{port}.conf"
     conf.write_text(
         "\n".join(
             [
                 f"listener {port} 127.0.0.1",
                 "allow_anonymous true",
-                "persistence false",
+                *PRODUCTION_MQTT,
+                f"persistence_location {store}/",
                 "user root",
                 "log_dest stderr",
                 "log_type error",

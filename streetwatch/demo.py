@@ -54,6 +54,8 @@ def _with_brokers(cfg: Config, kafka: str, mqtt_port: int, run_dir: Path) -> Con
                 update={"datadir": str(run_dir / "dispatch"), "session_timeout_s": 6.0}
             ),
             "store": cfg.store.model_copy(update={"url": f"sqlite:///{run_dir / 'cases.db'}"}),
+            # a fresh outbox: what an earlier run left belongs to brokers that are gone
+            "edge": cfg.edge.model_copy(update={"outbox": str(run_dir / "outbox.db")}),
         }
     )
 

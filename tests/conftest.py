@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
+from tests.support import faults
 from tests.support.paths import BUS_JPG, VTEST
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
@@ -123,3 +124,10 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The server's maintenance database (tests wanting an empty one create their own)."""
     return postgres_server.url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault tests' table (tests/support/faults.py), when any of them ran."""
+    if faults.ROWS:
+        terminalreporter.section("faults: alerts raised against cases delivered")
+        terminalreporter.write_line(faults.table(faults.ROWS))

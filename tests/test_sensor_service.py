@@ -21,6 +21,7 @@ from edge.sensor_feed import FeedOutput
 from edge.sensor_process import SensorService
 from streetwatch.brokers import RunningBroker
 from streetwatch.config import Config, parse_config
+from tests.support.faults import FaultRow, record
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,16 +83,28 @@ def test_readings_go_through_both_processes_and_a_killed_child_is_replaced(
         rules = service._rules
         assert rules is not None and rules.pid is not None
         os.kill(rules.pid, signal.SIGKILL)
+        killed = time.monotonic()
         wait_until(
             lambda: service.restarts == 1 and service.subscribed.is_set(),
             "the rules process replaced",
             timeout=30,
         )
+        recovery = time.monotonic() - killed
         # the new rules process starts afresh: a high reading raises again
         publish(mosquitto.port, [0.95], 100)
         wait_until(lambda: service.readings == 6, "the 6th reading", timeout=30)
         wait_until(lambda: len(got.alerts) == 4, "the 4th alert", timeout=30)
         assert got.alerts[-1].phase is AlertPhase.RAISED
+        record(
+            FaultRow(
+                "sensor rules process SIGKILLed and replaced (columns count alerts)",
+                alerts_raised=4,
+                cases_delivered=len(got.alerts),
+                lost=4 - len(got.alerts),
+                duplicated=len(got.alerts) - len({a.alert_id for a in got.alerts}),
+                recovery_s=recovery,
+            )
+        )
     finally:
         service.stop()
     assert service._intake is not None and not service._intake.is_alive()

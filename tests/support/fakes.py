@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from core.records import Alert
 
 
@@ -19,8 +21,8 @@ class MemoryAlertSink:
     async def start(self) -> None:
         return None
 
-    async def publish(self, alert: Alert) -> None:
-        self.alerts.append(alert)
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        self.alerts.extend(alerts)
 
     async def stop(self) -> None:
         return None

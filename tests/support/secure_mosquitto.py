@@ -12,7 +12,12 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from streetwatch.brokers import BrokerUnavailable, RunningBroker, mosquitto_binary
+from streetwatch.brokers import (
+    PRODUCTION_MQTT,
+    BrokerUnavailable,
+    RunningBroker,
+    mosquitto_binary,
+)
 from streetwatch.processes import Child, free_port, wait_for_port
 from tests.support.mqtt_tls import TlsFiles
 
@@ -56,9 +61,8 @@ def start_secure_mosquitto(
                 "per_listener_settings false",
                 "allow_anonymous false",
                 f"password_file {passwords}",
-                "persistence true",
+                *(s for s in PRODUCTION_MQTT if not s.startswith("max_queued_messages")),
                 f"persistence_location {store}",
-                "autosave_interval 1800",
                 f"max_queued_messages {max_queued_messages}",
                 "user root",
                 "log_dest stderr",
