@@ -30,6 +30,7 @@ bench: setup-test
 	$(VENV)/python -m bench.gating
 	$(VENV)/python -m bench.sensors
 	$(VENV)/python -m bench.dispatch
+	$(VENV)/python -m bench.outbox
 
 docs:
 	$(VENV)/streetwatch docs --write docs
