@@ -10,8 +10,9 @@ one at a time, far more rarely). Side by side, ``--rounds`` times,
 alternating, the fastest of each counting:
 
 1. **direct**: each batch handed to the Kafka alert sink (``acks="all"``),
-   waiting for its acknowledgements: the edge before the outbox, and the
-   ceiling for this broker and client;
+   waiting for its acknowledgements, as the edge would without the outbox;
+   and **direct, 500 at a time**: the same in the forwarder's batches of
+   500, the ceiling of this broker and client for what the forwarder does;
 2. **outbox**: each batch committed to the outbox (SQLite, WAL,
    ``synchronous = FULL``: on disk when ``put`` returns) by a producer thread,
    as the sensor rules or a camera thread would, while the forwarder on the
@@ -23,8 +24,9 @@ alternating, the fastest of each counting:
    The topic is then read back (one partition) to check the alerts arrived in
    the order they were raised.
 
-Prints ``outbox / direct`` (target >= 0.8) and the drain rate (target >=
-5,000 alerts/s on this 2-core machine).
+Prints ``outbox / direct`` (target >= 0.8), also against the 500-at-a-time
+ceiling, and the drain rate (target >= 5,000 alerts/s on this 2-core
+machine).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ async def main(args: argparse.Namespace) -> None:
             topic = f"alerts-{uuid.uuid4().hex[:6]}"
             await create_topics(tansu.address, [topic], 4)
             await direct(tansu.address, topic, make_alerts(2000, "warm"), args.batch)
-            best: dict[str, float] = {"direct": 0.0, "outbox": 0.0, "drain": 0.0}
+            best: dict[str, float] = {"direct": 0.0, "ceiling": 0.0, "outbox": 0.0, "drain": 0.0}
             in_order = True
             print(
                 f"{args.alerts} alerts in batches of {args.batch}, backlog {args.backlog}; "
@@ -184,6 +186,7 @@ async def main(args: argparse.Namespace) -> None:
             for r in range(1, args.rounds + 1):
                 run = uuid.uuid4().hex[:6]
                 d = await direct(tansu.address, topic, make_alerts(args.alerts, run), args.batch)
+                c = await direct(tansu.address, topic, make_alerts(args.alerts, run + "c"), 500)
                 o = await through_outbox(
                     tansu.address, topic, make_alerts(args.alerts, run + "o"), args.batch, folder
                 )
@@ -192,16 +195,18 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 in_order = in_order and ordered
                 print(
-                    f"round {r}: direct {d:8,.0f} alerts/s   outbox+forwarder {o:8,.0f} "
-                    f"alerts/s ({o / d:.2f})   backlog drain {dr:8,.0f} alerts/s "
+                    f"round {r}: direct {d:8,.0f}   direct 500 at a time {c:8,.0f}   "
+                    f"outbox+forwarder {o:8,.0f}   backlog drain {dr:8,.0f} alerts/s "
                     f"({'in order' if ordered else 'OUT OF ORDER'})"
                 )
-                best = {k: max(v, x) for (k, v), x in zip(best.items(), (d, o, dr), strict=True)}
-            print(
-                f"  outbox / direct       = {best['outbox'] / best['direct']:.3f}   (target >= 0.8)"
-            )
-            print(f"  backlog drain         = {best['drain']:,.0f} alerts/s   (target >= 5,000)")
-            print(f"  drained in order      = {in_order}")
+                got = (d, c, o, dr)
+                best = {k: max(v, x) for (k, v), x in zip(best.items(), got, strict=True)}
+            ratio = best["outbox"] / best["direct"]
+            ceiling = best["outbox"] / best["ceiling"]
+            print(f"  outbox / direct                = {ratio:.3f}   (target >= 0.8)")
+            print(f"  outbox / direct 500 at a time  = {ceiling:.3f}")
+            print(f"  backlog drain = {best['drain']:,.0f} alerts/s   (target >= 5,000)")
+            print(f"  drained in order = {in_order}")
         finally:
             tansu.stop()
 
