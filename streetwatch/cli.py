@@ -22,7 +22,11 @@ from zoneinfo import ZoneInfo
 
 from core.config import ConfigError
 from core.records import CaseStatus, StatusUpdate
-from streetwatch.service_config import load_dispatch_config, load_edge_config
+from streetwatch.service_config import (
+    load_centre_config,
+    load_dispatch_config,
+    load_edge_config,
+)
 
 if TYPE_CHECKING:
     from edge.config import EdgeServiceConfig
@@ -119,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tail", help="print case events from the dispatch topic")
     t.add_argument("--config", type=Path, required=True)
     t.add_argument("--json", action="store_true", help="print the raw JSON events")
+
+    ev = sub.add_parser("evidence", help="the evidence service at the centre")
+    evs = ev.add_subparsers(dest="evidence_command", required=True)
+    serve = evs.add_parser("serve", help="store uploaded evidence and serve it by signed links")
+    serve.add_argument("--config", type=Path, required=True)
+    tok = evs.add_parser(
+        "token",
+        help="make an upload token for a box: the token for the box, its sha256 for "
+        "[[evidence.boxes]]",
+    )
+    tok.add_argument("box_id")
 
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("config", type=Path)
@@ -273,7 +288,7 @@ def _runtime_errors(command: str) -> tuple[type[Exception], ...]:
     edge box's stack (OpenCV, onnxruntime)."""
     from pipeline.store import StoreError
 
-    errors: tuple[type[Exception], ...] = (StoreError,)
+    errors: tuple[type[Exception], ...] = (StoreError, OSError)
     if command in ("demo", "edge", "replay", "check-config"):
         from detectors.model_file import ModelFileError
         from ingest.frames import SourceError
@@ -310,6 +325,32 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence(args: argparse.Namespace) -> int:
+    from centre.evidence_service import new_token, serve, token_digest
+
+    if args.evidence_command == "token":
+        token = new_token()
+        print(f"# on the box {args.box_id} (keep it secret): the upload token")
+        print(token)
+        print("# at the centre, in the evidence service's config:")
+        print(
+            f'[[evidence.boxes]]\nbox_id = "{args.box_id}"\ntoken_sha256 = "{token_digest(token)}"'
+        )
+        return 0
+    cfg = load_centre_config(args.config)
+    _setup_logging(args.log_level)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(cfg.evidence, stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def _dispatch_command(args: argparse.Namespace) -> int:
     cfg = load_dispatch_config(args.config)
     _setup_logging(args.log_level)
@@ -343,6 +384,8 @@ def _run(args: argparse.Namespace) -> int:
             from streetwatch.config import load_config
 
             return _cmd_replay(load_config(args.config), args)
+        if args.command == "evidence":
+            return _evidence(args)
         if args.command == "edge":
             cfg = load_edge_config(args.config)
             _setup_logging(args.log_level)

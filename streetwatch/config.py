@@ -20,14 +20,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from centre.config import CentreServiceConfig
 from core.config import ConfigError as ConfigError
 from core.config import read_document, validate_sections
 from edge.config import PLUGIN_TAGS, EdgeServiceConfig, check_edge, resolve_paths
 from pipeline.config import DispatchServiceConfig
 
 
-class Config(EdgeServiceConfig, DispatchServiceConfig):
-    """Every section of a streetwatch file: the edge box's and the dispatch service's."""
+class Config(EdgeServiceConfig, DispatchServiceConfig, CentreServiceConfig):
+    """Every section of a streetwatch file: the edge box's, the dispatch service's and
+    the central web services'."""
 
 
 ALL_SECTIONS: frozenset[str] = frozenset(Config.model_fields)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from centre.config import CentreServiceConfig, EvidenceBoxConfig, EvidenceConfig
 from core.config import PlaceConfig
 from core.kafka import KafkaConfig
 from core.sites import DedupConfig, PlaceGroupConfig
@@ -92,6 +93,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[[routing.rules]]", RoutingRuleConfig),
     ("[sla]", SlaConfig),
     ("[open311]", Open311Config),
+    ("[evidence]", EvidenceConfig),
+    ("[[evidence.boxes]]", EvidenceBoxConfig),
 ]
 
 INTRO = """# Configuration reference
@@ -113,7 +116,8 @@ devices or detector, and an edge box from one without the case store:
 
 - the edge box (`streetwatch edge`): {edge};
 - the dispatch service and the other central commands (`dispatch`, `tail`,
-  `status`, `report`, `open311`, `store-sync`): {dispatch}.
+  `status`, `report`, `open311`, `store-sync`): {dispatch};
+- the evidence service (`streetwatch evidence serve`): {centre}.
 
 One file may hold both (the demo's does); `check-config`, `demo` and
 `replay` check a whole file. In a file that holds only the dispatch
@@ -165,7 +169,13 @@ def _keys(model: type[BaseModel]) -> str:
 
 
 def render() -> str:
-    lines = [INTRO.format(edge=_keys(EdgeServiceConfig), dispatch=_keys(DispatchServiceConfig))]
+    lines = [
+        INTRO.format(
+            edge=_keys(EdgeServiceConfig),
+            dispatch=_keys(DispatchServiceConfig),
+            centre=_keys(CentreServiceConfig),
+        )
+    ]
     for title, model in SECTIONS:
         doc = (model.__doc__ or "").strip().splitlines()
         lines += [f"## `{title}`", ""]

@@ -19,6 +19,7 @@ from core.config import read_document
 from pipeline.config import DISPATCH_SECTIONS, DispatchServiceConfig, parse_dispatch_config
 
 if TYPE_CHECKING:
+    from centre.config import CentreServiceConfig
     from edge.config import EdgeServiceConfig
 
 
@@ -39,6 +40,18 @@ def load_edge_config(path: Path) -> EdgeServiceConfig:
     data = read_document(path)
     if set(data) <= EDGE_SECTIONS:
         return parse_edge_config(resolve_paths(data, path.parent), str(path))
+    from streetwatch.config import load_config  # the file holds other sections too
+
+    return load_config(path)
+
+
+def load_centre_config(path: Path) -> CentreServiceConfig:
+    """The central web services' config from ``path``; raise ``ConfigError``."""
+    from centre.config import CENTRE_SECTIONS, parse_centre_config
+
+    data = read_document(path)
+    if set(data) <= CENTRE_SECTIONS:
+        return parse_centre_config(data, str(path))
     from streetwatch.config import load_config  # the file holds other sections too
 
     return load_config(path)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.paths import ROOT
 
-PACKAGES = ("core", "detectors", "ingest", "edge", "pipeline", "streetwatch")
+PACKAGES = ("core", "detectors", "ingest", "edge", "pipeline", "centre", "streetwatch")
 EDGE_STACK = ("cv2", "onnxruntime", "av", "edge", "ingest", "detectors")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -81,6 +81,7 @@ def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
         ("core/records.py", "import streetwatch.cli", "core is not allowed to import streetwatch"),
         ("ingest/frames.py", "import edge.zones", "ingest is not allowed to import edge"),
         ("edge/zones.py", "import pipeline.routing", "edge is not allowed to import pipeline"),
+        ("centre/config.py", "import edge.config", "centre is not allowed to import edge"),
     ],
 )
 def test_an_import_against_the_layers_fails_lint(
