@@ -183,9 +183,32 @@ class EdgeConfig(Section):
     )
     outbox: str = Field(
         default="",
-        description="SQLite file holding alerts and dead letters until the broker has them "
-        "(edge/outbox.py); empty: outbox.db in evidence_dir",
+        description="SQLite file holding alerts, dead letters and evidence uploads until "
+        "they are delivered (edge/outbox.py); empty: outbox.db in evidence_dir",
     )
+    evidence_url: str = Field(
+        default="",
+        description="Base URL of the centre's evidence service (streetwatch evidence serve); "
+        "empty: evidence stays on the box",
+    )
+    evidence_token_file: str = Field(
+        default="",
+        description="File holding this box's upload token (streetwatch evidence token); "
+        "needed with evidence_url",
+    )
+
+    @field_validator("evidence_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError(f"'{v}' is not an http(s):// URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _token_with_url(self) -> EdgeConfig:
+        if self.evidence_url and not self.evidence_token_file:
+            raise ValueError("evidence_url needs evidence_token_file")
+        return self
 
 
 class EdgeServiceConfig(Section):

@@ -5,7 +5,7 @@ committed to a SQLite file in WAL mode with ``synchronous = FULL``, so it
 survives a crash of any process and a power cut. Camera threads and the
 sensor rules write here and go on; they never wait for the uplink.
 
-A :class:`Forwarder` per *lane* (alerts, dead letters) reads its lane in
+A :class:`Forwarder` per *lane* (alerts, dead letters, evidence uploads) reads its lane in
 order, hands a batch to its sender, and deletes the batch only after the
 sender returned, i.e. after the broker acknowledged every entry in it. A
 crash or an outage between the two sends the batch again: delivery is at
@@ -35,8 +35,8 @@ from core.records import Alert, DeadLetter
 
 log = logging.getLogger(__name__)
 
-Lane = Literal["alerts", "dead_letters"]
-LANES: tuple[Lane, ...] = ("alerts", "dead_letters")
+Lane = Literal["alerts", "dead_letters", "evidence"]
+LANES: tuple[Lane, ...] = ("alerts", "dead_letters", "evidence")
 BUSY_TIMEOUT_S = 30.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -120,12 +120,18 @@ class Outbox:
             )
         return len(rows)
 
-    def put_records(self, alerts: Sequence[Alert], dead: Sequence[DeadLetter] = ()) -> int:
-        """Alerts and dead letters, committed together (what one batch caused)."""
+    def put_records(
+        self, alerts: Sequence[Alert], dead: Sequence[DeadLetter] = (), *, upload: bool = False
+    ) -> int:
+        """Alerts and dead letters, committed together (what one batch caused); with
+        ``upload``, each alert's evidence files too, in the evidence lane, in the same
+        transaction."""
+        evidence = [(None, e.to_json_bytes()) for a in alerts for e in a.evidence] if upload else []
         return self.put(
             {
                 "alerts": [(None, a.to_json_bytes()) for a in alerts],
                 "dead_letters": [(None, d.to_json_bytes()) for d in dead],
+                "evidence": evidence,
             }
         )
 
@@ -180,7 +186,7 @@ class Forwarder:
         batch: int = 500,
         poll_s: float = 0.2,
         retry_min_s: float = 0.5,
-        retry_max_s: float = 30.0,
+        retry_max_s: float = 10.0,
     ) -> None:
         self.outbox, self.lane, self.send = outbox, lane, send
         self.batch, self.poll_s = batch, poll_s

@@ -260,6 +260,7 @@ def _rules(
             cfg, Path(evidence_dir), started_at=datetime.fromtimestamp(started_at, UTC)
         )
         outbox = Outbox(cfg.outbox_path())
+        upload = bool(cfg.edge.evidence_url)
     except Exception:
         _rules_reply(to_worker, Failed(traceback.format_exc()))
         return
@@ -288,7 +289,7 @@ def _rules(
                         got = feed.handle(topic, payload, datetime.fromtimestamp(received_at, UTC))
                         out.alerts += got.alerts
                         out.dead += got.dead
-                    _deliver(outbox, to_worker, feed, feed.readings - before, out)
+                    _deliver(outbox, to_worker, feed, feed.readings - before, out, upload)
                     _to_intake(to_intake, Durable(received.seq))
                 case _:
                     _unexpected("intake", received)
@@ -296,15 +297,21 @@ def _rules(
             next_tick = time.monotonic() + tick_s
             ticked = feed.tick(datetime.now(UTC))
             if ticked.alerts:
-                _deliver(outbox, to_worker, feed, 0, ticked)
+                _deliver(outbox, to_worker, feed, 0, ticked, upload)
 
 
 def _deliver(
-    outbox: Outbox, to_worker: Connection, feed: SensorFeed, readings: int, out: FeedOutput
+    outbox: Outbox,
+    to_worker: Connection,
+    feed: SensorFeed,
+    readings: int,
+    out: FeedOutput,
+    upload: bool,
 ) -> None:
-    """Into the outbox (on disk when this returns), then word to the worker."""
+    """Into the outbox (on disk when this returns; with ``upload``, the evidence files to
+    send to the centre too), then word to the worker."""
     alerts = tuple(feed.with_chart(a) for a in out.alerts)
-    outbox.put_records(alerts, out.dead)
+    outbox.put_records(alerts, out.dead, upload=upload)
     _rules_reply(to_worker, Output(readings, alerts, tuple(out.dead)))
 
 

@@ -37,6 +37,7 @@ from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
 from edge.config import CameraConfig, EdgeServiceConfig
 from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
+from edge.evidence_upload import EvidenceUploader
 from edge.outbox import Entry, Forwarder, Outbox
 from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
@@ -92,10 +93,17 @@ class EdgeWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.drain_s = drain_s
         self.outbox = Outbox(cfg.outbox_path())
-        self.forwarders = (
-            Forwarder(self.outbox, "alerts", self._send_alerts),
-            Forwarder(self.outbox, "dead_letters", self._send_dead),
-        )
+        self.alerts_out = Forwarder(self.outbox, "alerts", self._send_alerts)
+        self.dead_out = Forwarder(self.outbox, "dead_letters", self._send_dead)
+        self.forwarders = [self.alerts_out, self.dead_out]
+        self.uploader: EvidenceUploader | None = None
+        self.upload = bool(cfg.edge.evidence_url)
+        if self.upload:
+            token = Path(cfg.edge.evidence_token_file).read_text(encoding="utf-8").strip()
+            self.uploader = EvidenceUploader(cfg.edge.evidence_url, token)
+            # a few files at a time: a clip must not hold the lane for long
+            self.evidence_out = Forwarder(self.outbox, "evidence", self.uploader.send, batch=4)
+            self.forwarders.append(self.evidence_out)
 
     async def run(self, stop: asyncio.Event) -> EdgeStats:
         self._loop = asyncio.get_running_loop()
@@ -188,12 +196,15 @@ class EdgeWorker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*forwarding, return_exceptions=True)
+        if self.uploader is not None:
+            await self.uploader.close()
         if pending:
             log.warning(
-                "event=outbox_backlog alerts=%d dead_letters=%d: kept in %s, delivered "
-                "after the next start",
+                "event=outbox_backlog alerts=%d dead_letters=%d evidence=%d: kept in %s, "
+                "delivered after the next start",
                 self.outbox.count("alerts"),
                 self.outbox.count("dead_letters"),
+                self.outbox.count("evidence"),
                 self.outbox.path,
             )
 
@@ -212,7 +223,8 @@ class EdgeWorker:
         """What a message or tick caused (sensor path in this process), on disk."""
         assert self.feed is not None
         if out.alerts or out.dead:
-            self.outbox.put_records([self.feed.with_chart(a) for a in out.alerts], out.dead)
+            alerts = [self.feed.with_chart(a) for a in out.alerts]
+            self.outbox.put_records(alerts, out.dead, upload=self.upload)
             self._raised(len(out.alerts), out.dead)
 
     def _from_sensors(self, out: FeedOutput) -> None:
@@ -226,12 +238,16 @@ class EdgeWorker:
         """From any thread: count what was put in the outbox and wake its forwarders."""
         for letter in dead:
             self.stats.rejects[letter.reason] += 1
-        loop = self._loop
-        if loop is not None:
-            if alerts:
-                loop.call_soon_threadsafe(self.forwarders[0].wake)
-            if dead:
-                loop.call_soon_threadsafe(self.forwarders[1].wake)
+        if alerts:
+            self._wake_for_alerts()
+        if dead:
+            self.dead_out.wake_threadsafe()
+
+    def _wake_for_alerts(self) -> None:
+        """From any thread: alerts (and their evidence) were put in the outbox."""
+        self.alerts_out.wake_threadsafe()
+        if self.upload:
+            self.evidence_out.wake_threadsafe()
 
     async def _tick(self) -> None:
         assert self.feed is not None
@@ -285,8 +301,8 @@ class EdgeWorker:
         start: datetime,
     ) -> None:
         def emit(alert: Alert) -> None:  # on disk when this returns; no wait for the uplink
-            self.outbox.put_records([alert])
-            loop.call_soon_threadsafe(self.forwarders[0].wake)
+            self.outbox.put_records([alert], upload=self.upload)
+            self._wake_for_alerts()
 
         def status(s: SourceStatus) -> None:
             log_status(log, "camera", s)

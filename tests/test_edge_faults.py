@@ -11,6 +11,7 @@ adds a row to the fault table printed after the run (tests/support/faults.py).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -29,10 +30,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from centre.evidence_service import new_token, token_digest
 from core.kafka import KafkaConfig, ensure_topics
 from core.records import Alert, Case
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
-from streetwatch.processes import Child
+from streetwatch.processes import Child, free_port
 from tests.support.faults import FaultRow, record
 from tests.support.kafka_helpers import Topic
 from tests.support.paths import VTEST
@@ -54,11 +56,19 @@ class Centre:
     kafka: KafkaConfig
     dispatch: Child
 
-    def edge(self, devices: list[str], camera: bool, name: str = "edge") -> Child:
+    def edge(
+        self,
+        devices: list[str],
+        camera: bool,
+        name: str = "edge",
+        evidence: dict[str, object] | None = None,
+    ) -> Child:
         """``streetwatch edge`` in its own process group, from an edge-only file."""
         path = self.tmp / "edge.json"
         if not path.exists():
-            path.write_text(json.dumps(edge_sections(self, devices, camera)))
+            sections = edge_sections(self, devices, camera, clips=evidence is not None)
+            sections["edge"] = {**sections["edge"], **(evidence or {})}  # type: ignore[dict-item]
+            path.write_text(json.dumps(sections))
         return Child(
             name,
             [sys.executable, "-m", "streetwatch.cli", "edge", "--config", str(path)],
@@ -88,14 +98,16 @@ def kafka_config(bootstrap: str) -> KafkaConfig:
     )
 
 
-def edge_sections(centre: Centre, devices: list[str], camera: bool) -> dict[str, object]:
+def edge_sections(
+    centre: Centre, devices: list[str], camera: bool, clips: bool = False
+) -> dict[str, object]:
     cameras = [
         {
             "camera_id": "cam-vtest",
             "url": str(VTEST),
             "analysis_fps": 2.0,
             "loop": True,
-            "clip": {"enabled": False},
+            "clip": {"enabled": clips, "pre_s": 2.0, "post_s": 2.0},
             "zones": [
                 {
                     "zone_id": "bay",
@@ -185,13 +197,14 @@ class Sensors:
         self.client.loop_stop()
 
 
-def outbox_rows(path: Path) -> int:
-    """Alerts waiting in the edge's outbox, read from the file as another process would."""
+def outbox_rows(path: Path, lane: str = "alerts") -> int:
+    """Entries waiting in a lane of the edge's outbox, read from the file as another
+    process would."""
     if not path.exists():
         return 0
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        (n,) = db.execute("SELECT count(*) FROM outbox WHERE lane = 'alerts'").fetchone()
+        (n,) = db.execute("SELECT count(*) FROM outbox WHERE lane = ?", (lane,)).fetchone()
         return int(n)
     finally:
         db.close()
@@ -334,6 +347,93 @@ async def test_the_edge_killed_right_after_a_one_off_alarm_gives_exactly_one_cas
             cases_delivered=len(cases),
             lost=1 - len(cases),
             duplicated=case.alert_count - 1,
+            recovery_s=recovery,
+        )
+    )
+
+
+def stored_file(store: Path, sha256: str) -> Path:
+    return store / sha256[:2] / sha256[2:4] / sha256
+
+
+async def test_the_evidence_service_down_for_a_minute_holds_no_alert_back(
+    centre: Centre,
+) -> None:
+    """Alerts reach the dispatch topic while the evidence service is down; once it is
+    up, every snapshot and clip the alerts name is uploaded and matches its sha256."""
+    token = new_token()
+    (centre.tmp / "box.token").write_text(token)
+    port = free_port()
+    store = centre.tmp / "evidence-store"
+    (centre.tmp / "centre.json").write_text(
+        json.dumps(
+            {
+                "evidence": {
+                    "port": port,
+                    "store_dir": str(store),
+                    "boxes": [{"box_id": "ws-fault", "token_sha256": token_digest(token)}],
+                }
+            }
+        )
+    )
+    edge = centre.edge(
+        [],
+        camera=True,
+        evidence={
+            "evidence_url": f"http://127.0.0.1:{port}",
+            "evidence_token_file": str(centre.tmp / "box.token"),
+        },
+    )
+    k = centre.kafka
+    service: Child | None = None
+    try:
+        async with Topic(k, k.alerts_topic) as alerts, Topic(k, k.dispatch_topic) as dispatch:
+            await until(lambda: centre.ready("edge"), "the edge ready", timeout=90)
+            down_from = time.monotonic()
+            await until(lambda: len(dispatch.cases()) >= 1, "a case, evidence down", 90)
+            assert outbox_rows(centre.outbox, "evidence") >= 1
+            await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_from)))
+            waiting = outbox_rows(centre.outbox, "evidence")
+            service = Child(
+                "evidence",
+                [
+                    sys.executable, "-m", "streetwatch.cli", "evidence", "serve",
+                    "--config", str(centre.tmp / "centre.json"),
+                ],
+                log=centre.tmp / "evidence.log",
+            )  # fmt: skip
+            up = time.monotonic()
+            await until(lambda: outbox_rows(centre.outbox, "evidence") == 0, "uploads", 120)
+            recovery = time.monotonic() - up
+            assert edge.stop(timeout=60) == 0
+            assert outbox_rows(centre.outbox, "evidence") == 0
+            await until(lambda: len(alerts_of(alerts)) >= camera_raised(centre), "every alert", 60)
+            seen = alerts_of(alerts)
+            await dispatch.wait_for_alerts(seen.values(), timeout=120)
+            cases = dispatch.cases()
+    finally:
+        edge.stop()
+        if service is not None:
+            service.stop()
+    files = {e.sha256: e for a in seen.values() for e in a.evidence}
+    kinds = {e.kind for e in files.values()}
+    assert {"snapshot", "clip"} <= kinds and waiting >= 2
+    missing = [
+        sha
+        for sha in files
+        if not stored_file(store, sha).is_file()
+        or hashlib.sha256(stored_file(store, sha).read_bytes()).hexdigest() != sha
+    ]
+    assert missing == []
+    assert len(cases) == 1 and next(iter(cases.values())).alert_count == len(seen)
+    record(
+        FaultRow(
+            f"evidence service down {OUTAGE_S:.0f} s ({len(files)} snapshots and clips "
+            "uploaded after, each verified by sha256)",
+            alerts_raised=len(seen),
+            cases_delivered=len(cases),
+            lost=len(missing),
+            duplicated=0,
             recovery_s=recovery,
         )
     )
