@@ -19,6 +19,11 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
+#: Records that carry evidence (Alert, Case, CaseEvent) are at version 2: evidence
+#: gained ``size`` and ``url``, and ``path`` became an edge-only detail. Version 1
+#: records of them are still read (their evidence has a path and no url).
+EVIDENCE_SCHEMA_VERSION: Literal[2] = 2
+WithEvidenceVersion = Literal[1, 2]
 
 Slug = Annotated[
     str,
@@ -71,13 +76,27 @@ class EvidenceKind(StrEnum):
 
 
 class Evidence(Record):
-    """One piece of evidence: a file (snapshot, clip) with its digest."""
+    """One piece of evidence: a file (snapshot, clip, chart) with its digest.
+
+    A consumer fetches it at ``url`` and checks it against ``sha256`` and
+    ``size``; ``path`` is where the edge box that recorded it keeps it.
+    """
 
     kind: EvidenceKind
-    path: str = Field(description="Path of the file on the edge box's evidence store")
+    path: str = Field(
+        default="",
+        description="Where the edge box that recorded it keeps the file (edge-only; empty "
+        "on the dispatch stream when the file can be fetched at url)",
+    )
     sha256: Sha256Hex
     media_type: str = Field(description="MIME type, e.g. image/jpeg")
     captured_at: AwareDatetime
+    size: int | None = Field(default=None, ge=0, description="Bytes (version 2)")
+    url: str | None = Field(
+        default=None,
+        description="Where the file can be fetched: an expiring link to the centre's "
+        "evidence service, set on the dispatch stream (version 2)",
+    )
 
 
 class BoundingBox(Record):
@@ -142,7 +161,7 @@ class Alert(Record):
     a re-sent alert keeps its id.
     """
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: WithEvidenceVersion = EVIDENCE_SCHEMA_VERSION
     alert_id: str
     category: Slug = Field(description="What kind of problem, e.g. illegal_parking")
     place: Place
@@ -253,7 +272,7 @@ class Route(Record):
 class Case(Record):
     """The state of one case: one real problem at one place."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: WithEvidenceVersion = EVIDENCE_SCHEMA_VERSION
     case_id: str
     category: Slug
     site_id: Slug = Field(
@@ -342,7 +361,7 @@ class CaseEventType(StrEnum):
 class CaseEvent(Record):
     """One change to a case, as published on the dispatch topic (inside a CloudEvent)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: WithEvidenceVersion = EVIDENCE_SCHEMA_VERSION
     event_id: str = Field(description="case_id and version: unique per change")
     type: CaseEventType
     case_id: str

@@ -325,6 +325,7 @@ class ClipRecorder:
                 sha256=info.sha256,
                 media_type=MEDIA_TYPE,
                 captured_at=info.first_at,
+                size=path.stat().st_size,
             )
         except Exception as exc:
             log.warning("camera %s: clip %s failed: %s", self.camera_id, rec.name, exc)

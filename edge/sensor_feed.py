@@ -140,4 +140,5 @@ class SensorFeed:
             sha256=digest,
             media_type=CHART_MEDIA_TYPE,
             captured_at=firing.at,
+            size=len(svg),
         )

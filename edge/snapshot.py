@@ -80,4 +80,5 @@ def write_snapshot(image: Frame, directory: Path, name: str, captured_at: dateti
         sha256=hashlib.sha256(data).hexdigest(),
         media_type="image/jpeg",
         captured_at=captured_at,
+        size=len(data),
     )

@@ -41,6 +41,7 @@ from pipeline.alert_intake import AlertIntake, Records, intake_group
 from pipeline.case_engine import CaseEngine, Clock, utc_now
 from pipeline.cloudevents import case_event_bytes
 from pipeline.config import DispatchServiceConfig
+from pipeline.evidence_links import EvidenceLinks
 from pipeline.store import open_store, unavailable
 
 log = logging.getLogger("streetwatch.dispatch")
@@ -98,6 +99,7 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
     store = open_store(cfg.store.url)
     engine = CaseEngine.from_config(cfg, store, clock)
     source = f"streetwatch/{disp.app_id}"
+    links = EvidenceLinks.from_config(cfg.evidence_links)  # evidence fetchable on the wire
     lock = asyncio.Lock()  # one read-fold-commit at a time in this worker
 
     acks: set[asyncio.Task[None]] = set()
@@ -119,7 +121,7 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
             await producer.send(
                 kafka.dispatch_topic,
                 e.case_id.encode(),
-                case_event_bytes(e, source),
+                case_event_bytes(links.event(e) if links else e, source),
                 partition=None,
                 timestamp=None,
                 headers=None,

@@ -20,6 +20,7 @@ from core.kafka import KafkaConfig
 from core.records import Slug
 from core.sites import DedupConfig, PlaceGroupConfig, SiteMap
 from core.timefmt import known_zone
+from pipeline.evidence_links import EvidenceLinksConfig
 
 Urgency = Annotated[int, Field(ge=1, le=4)]
 
@@ -167,6 +168,7 @@ class DispatchServiceConfig(Section):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
     open311: Open311Config = Field(default_factory=Open311Config)
+    evidence_links: EvidenceLinksConfig = Field(default_factory=EvidenceLinksConfig)
 
     def site_map(self) -> SiteMap:
         """The sites cases are keyed by: ``[[places]]`` joined by groups and distance.

@@ -47,7 +47,8 @@ def describe(event: CaseEvent, tz: tzinfo) -> str:
     """One line per event, times in ``tz`` (the town's zone, ``[sla] timezone``)."""
     c = event.case
     if c.evidence:
-        evidence = f"evidence {c.evidence[-1].path}"
+        latest = c.evidence[-1]
+        evidence = f"evidence {latest.url or latest.path}"
     elif c.readings:
         r = c.readings[-1]
         shown = f"{r.value:g}{r.unit}" if r.value is not None else (r.state or "a message")

@@ -142,12 +142,16 @@ class Open311Client:
         return code
 
     def media_url(self, case: Case) -> str | None:
-        """The first still picture of the case under ``media_base_url``, if any."""
-        if not self.cfg.media_base_url:
-            return None
+        """The first still picture of the case: its link to the evidence service if the
+        case event carried one, else its path under ``media_base_url``, if set."""
         for ev in case.evidence:
             if ev.kind is EvidenceKind.SNAPSHOT:
-                return f"{self.cfg.media_base_url.rstrip('/')}/{self._media_path(ev.path)}"
+                if ev.url:
+                    return ev.url
+                if self.cfg.media_base_url:
+                    base = self.cfg.media_base_url.rstrip("/")
+                    return f"{base}/{self._media_path(ev.path)}"
+                return None
         return None
 
     def _media_path(self, path: str) -> str:

@@ -53,6 +53,7 @@ from pipeline.config import (
     SlaConfig,
     StoreConfig,
 )
+from pipeline.evidence_links import EvidenceLinksConfig
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[edge]", EdgeConfig),
@@ -93,6 +94,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[[routing.rules]]", RoutingRuleConfig),
     ("[sla]", SlaConfig),
     ("[open311]", Open311Config),
+    ("[evidence_links]", EvidenceLinksConfig),
     ("[evidence]", EvidenceConfig),
     ("[[evidence.boxes]]", EvidenceBoxConfig),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from centre.config import CENTRE_SECTIONS, EvidenceBoxConfig
+from centre.evidence_service import new_token, token_digest
 from core.kafka import ensure_topics
 from core.records import Alert, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
 from edge.alert_sink import KafkaAlertSink, RecordingSink
@@ -35,7 +38,7 @@ from pipeline.dispatch_tail import case_events, describe
 from pipeline.status_topic import publish_updates
 from streetwatch.brokers import start_mosquitto, start_tansu
 from streetwatch.config import Config
-from streetwatch.processes import Child
+from streetwatch.processes import Child, free_port, wait_for_port
 from streetwatch.sensor_simulator import simulate
 
 log = logging.getLogger("streetwatch.demo")
@@ -43,6 +46,36 @@ log = logging.getLogger("streetwatch.demo")
 
 class DemoError(Exception):
     """The demo could not run; the message says why."""
+
+
+def _with_evidence_service(cfg: Config, run_dir: Path) -> Config:
+    """The evidence service on a free port, this box allowed to upload to it, and the
+    dispatch service linking case events to it (one link key, made for this run)."""
+    port = free_port()
+    key = run_dir / "evidence-link.key"
+    key.write_text(secrets.token_hex(32))
+    token = run_dir / "box.token"
+    token.write_text(new_token())
+    url = f"http://127.0.0.1:{port}"
+    box = EvidenceBoxConfig(box_id=cfg.edge.box_id, token_sha256=token_digest(token.read_text()))
+    return cfg.model_copy(
+        update={
+            "evidence": cfg.evidence.model_copy(
+                update={
+                    "port": port,
+                    "store_dir": str(run_dir / "evidence-store"),
+                    "secret_file": str(key),
+                    "boxes": [box],
+                }
+            ),
+            "evidence_links": cfg.evidence_links.model_copy(
+                update={"base_url": url, "secret_file": str(key)}
+            ),
+            "edge": cfg.edge.model_copy(
+                update={"evidence_url": url, "evidence_token_file": str(token)}
+            ),
+        }
+    )
 
 
 def _with_brokers(cfg: Config, kafka: str, mqtt_port: int, run_dir: Path) -> Config:
@@ -92,11 +125,23 @@ async def run_demo(
         mosquitto = start_mosquitto(run_dir)
         brokers.append(mosquitto)
         cfg = _with_brokers(cfg, tansu.address, mosquitto.port, run_dir)
-        # the dispatch service gets its own sections only, as on a central machine
+        cfg = _with_evidence_service(cfg, run_dir)
+        # each central service gets its own sections only, as on a central machine
         config_path = run_dir / "dispatch.json"
         config_path.write_text(cfg.model_dump_json(include=set(DISPATCH_SECTIONS), indent=2))
+        centre_path = run_dir / "centre.json"
+        centre_path.write_text(cfg.model_dump_json(include=set(CENTRE_SECTIONS), indent=2))
+        evidence = Child(
+            "evidence",
+            [sys.executable, "-m", "streetwatch.cli", "evidence", "serve", "--config",
+             str(centre_path)],
+            log=run_dir / "evidence.log",
+        )  # fmt: skip
+        children.append(evidence)
+        wait_for_port(cfg.evidence.port, 30, evidence.proc)
         print(
-            f"brokers: kafka {tansu.address}, mqtt 127.0.0.1:{mosquitto.port}; logs in {run_dir}",
+            f"brokers: kafka {tansu.address}, mqtt 127.0.0.1:{mosquitto.port}; evidence "
+            f"service {cfg.evidence.base_url()}; logs in {run_dir}",
             file=out,
             flush=True,
         )

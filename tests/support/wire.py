@@ -7,12 +7,13 @@ from functools import cache
 
 import jsonschema
 
+from streetwatch.schemas import schema_version
 from tests.support.paths import ROOT
 
 
 @cache
 def validator_for(record: str) -> jsonschema.Draft202012Validator:
-    path = ROOT / "docs" / "schemas" / f"{record}.v1.json"
+    path = ROOT / "docs" / "schemas" / f"{record}.v{schema_version(record)}.json"
     schema = json.loads(path.read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
