@@ -145,6 +145,7 @@ class SensorReading(Record):
 class SourceKind(StrEnum):
     CAMERA = "camera"
     SENSOR = "sensor"
+    BOX = "box"  # the edge box about itself (version 2): its disk, its health
 
 
 class AlertPhase(StrEnum):

@@ -186,6 +186,16 @@ class EdgeConfig(Section):
         description="SQLite file holding alerts, dead letters and evidence uploads until "
         "they are delivered (edge/outbox.py); empty: outbox.db in evidence_dir",
     )
+    min_free_mb: float = Field(
+        default=256.0,
+        ge=0,
+        description="Free space kept on the evidence disk: below it, evidence already "
+        "uploaded is deleted oldest first; if that is not enough, a health alert "
+        "edge_disk_low is raised (alerts are never deleted)",
+    )
+    disk_check_s: float = Field(
+        default=10.0, gt=0, le=3600, description="How often the free space is looked at"
+    )
     evidence_url: str = Field(
         default="",
         description="Base URL of the centre's evidence service (streetwatch evidence serve); "

@@ -37,6 +37,7 @@ from edge.alert_sink import AlertSink
 from edge.camera_worker import CameraWorker
 from edge.config import CameraConfig, EdgeServiceConfig
 from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
+from edge.disk_guard import DiskGuard
 from edge.evidence_upload import EvidenceUploader
 from edge.outbox import Entry, Forwarder, Outbox
 from edge.sensor_feed import FeedOutput, SensorFeed
@@ -98,6 +99,10 @@ class EdgeWorker:
         self.forwarders = [self.alerts_out, self.dead_out]
         self.uploader: EvidenceUploader | None = None
         self.upload = bool(cfg.edge.evidence_url)
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        self.disk = DiskGuard(
+            cfg.edge.box_id, self.evidence_dir, self.outbox, cfg.edge.min_free_mb, self.upload
+        )
         if self.upload:
             token = Path(cfg.edge.evidence_token_file).read_text(encoding="utf-8").strip()
             self.uploader = EvidenceUploader(cfg.edge.evidence_url, token)
@@ -137,7 +142,7 @@ class EdgeWorker:
         ]
         delivered = asyncio.Event()  # set on stop: the forwarders empty their lanes, then end
         forwarding = [asyncio.create_task(f.run(delivered)) for f in self.forwarders]
-        sensor_tasks: list[asyncio.Task[None]] = []
+        sensor_tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._watch_disk())]
         if self.feed is not None:  # (the rules process lets time pass by itself)
             sensor_tasks.append(asyncio.create_task(self._tick()))
         cameras_task = asyncio.create_task(self._all_cameras(cameras))
@@ -248,6 +253,15 @@ class EdgeWorker:
         self.alerts_out.wake_threadsafe()
         if self.upload:
             self.evidence_out.wake_threadsafe()
+
+    async def _watch_disk(self) -> None:
+        """Every ``disk_check_s``: the disk guard's evictions and health alerts."""
+        while True:
+            health = await asyncio.to_thread(self.disk.check, datetime.now(UTC))
+            if health:
+                await asyncio.to_thread(self.outbox.put_records, health)
+                self._wake_for_alerts()
+            await asyncio.sleep(self.cfg.edge.disk_check_s)
 
     async def _tick(self) -> None:
         assert self.feed is not None

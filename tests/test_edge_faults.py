@@ -16,8 +16,10 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
@@ -433,6 +435,122 @@ async def test_the_evidence_service_down_for_a_minute_holds_no_alert_back(
             alerts_raised=len(seen),
             cases_delivered=len(cases),
             lost=len(missing),
+            duplicated=0,
+            recovery_s=recovery,
+        )
+    )
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 32 MB tmpfs: the edge box's evidence disk, nearly full."""
+    disk = tmp_path / "edge-disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (run as root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_the_edge_disk_nearly_full_drops_no_alert_and_says_so(
+    centre: Centre, small_disk: Path
+) -> None:
+    """Evidence waits for the centre and fills the disk past its floor: a health alert;
+    once the centre has the files, the oldest go, the space is back, it clears."""
+    floor_mb = 8.0
+    free = shutil.disk_usage(small_disk).free
+    ballast = free - int((floor_mb + 0.4) * 1024 * 1024)  # a few snapshots over the floor
+    (small_disk / "ballast").write_bytes(b"\0" * ballast)
+    token = new_token()
+    (centre.tmp / "box.token").write_text(token)
+    port = free_port()
+    store = centre.tmp / "evidence-store"
+    (centre.tmp / "centre.json").write_text(
+        json.dumps(
+            {
+                "evidence": {
+                    "port": port,
+                    "store_dir": str(store),
+                    "boxes": [{"box_id": "ws-fault", "token_sha256": token_digest(token)}],
+                }
+            }
+        )
+    )
+    edge = centre.edge(
+        [],
+        camera=True,
+        evidence={
+            "evidence_dir": str(small_disk / "evidence"),
+            "min_free_mb": floor_mb,
+            "disk_check_s": 1.0,
+            "evidence_url": f"http://127.0.0.1:{port}",
+            "evidence_token_file": str(centre.tmp / "box.token"),
+        },
+    )
+    k = centre.kafka
+    service: Child | None = None
+
+    def health() -> Case | None:
+        return next((c for c in dispatch.cases().values() if c.category == "edge_disk_low"), None)
+
+    try:
+        async with Topic(k, k.alerts_topic) as alerts, Topic(k, k.dispatch_topic) as dispatch:
+            await until(lambda: centre.ready("edge"), "the edge ready", timeout=90)
+            await until(lambda: health() is not None, "the disk-low health alert", 120)
+            service = Child(
+                "evidence",
+                [
+                    sys.executable, "-m", "streetwatch.cli", "evidence", "serve",
+                    "--config", str(centre.tmp / "centre.json"),
+                ],
+                log=centre.tmp / "evidence.log",
+            )  # fmt: skip
+            back = time.monotonic()
+            await until(
+                lambda: (c := health()) is not None and c.cleared_at is not None,
+                "the health alert cleared",
+                120,
+            )
+            recovery = time.monotonic() - back
+            assert edge.stop(timeout=60) == 0
+            await until(
+                lambda: (
+                    len([a for a in alerts_of(alerts).values() if a.source_kind == "camera"])
+                    >= camera_raised(centre)
+                ),
+                "every camera alert",
+                60,
+            )
+            seen = alerts_of(alerts)
+            await dispatch.wait_for_alerts(seen.values(), timeout=120)
+            cases = dispatch.cases()
+    finally:
+        edge.stop()
+        if service is not None:
+            service.stop()
+    camera = [a for a in seen.values() if a.source_kind == "camera"]
+    log = (centre.tmp / "edge.log").read_text(errors="replace")
+    assert "event=evidence_evicted" in log  # uploaded evidence made room
+    assert len(camera) == camera_raised(centre)  # no alert dropped
+    files = {e.sha256 for a in camera for e in a.evidence}
+    missing = [sha for sha in files if not stored_file(store, sha).is_file()]
+    assert missing == []  # what was deleted on the box is at the centre
+    parking = [c for c in cases.values() if c.category == "illegal_parking"]
+    assert len(parking) == 1 and parking[0].alert_count == len(camera)
+    record(
+        FaultRow(
+            "edge disk nearly full (32 MB tmpfs, 8 MB floor; evidence service down first): "
+            "health alert raised then cleared, uploaded evidence evicted",
+            alerts_raised=len(seen),
+            cases_delivered=len(cases),
+            lost=camera_raised(centre) - len(camera) + len(missing),
             duplicated=0,
             recovery_s=recovery,
         )
