@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import ConfigError, Section, validate_sections
+from core.config import BaseUrl, ConfigError, Section, validate_sections
 from core.records import Sha256Hex, Slug
 
 #: what the edge uploads: snapshots, clips, the SVG charts of sensor readings
@@ -31,7 +31,7 @@ class EvidenceConfig(Section):
 
     host: str = Field(default="127.0.0.1", description="Address to listen on")
     port: int = Field(default=8070, ge=1, le=65535, description="Port to listen on")
-    public_url: str = Field(
+    public_url: BaseUrl = Field(
         default="",
         description="Base URL of links given out (behind a proxy); empty: http://host:port",
     )
@@ -51,13 +51,6 @@ class EvidenceConfig(Section):
         description="Largest upload per media type, in MB; a type not listed is refused",
     )
     boxes: list[EvidenceBoxConfig] = Field(default_factory=list)
-
-    @field_validator("public_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{v}' is not an http(s):// URL")
-        return v.rstrip("/")
 
     @field_validator("max_mb")
     @classmethod

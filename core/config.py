@@ -15,11 +15,21 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from core.records import GridRef, Place, Slug
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2, description="[x, y]")]
+
+
+def _base_url(v: str) -> str:
+    if v and not v.startswith(("http://", "https://")):
+        raise ValueError(f"'{v}' is not an http(s):// URL")
+    return v.rstrip("/")
+
+
+#: An http(s):// base URL, without a trailing slash; "" for none.
+BaseUrl = Annotated[str, AfterValidator(_base_url)]
 
 
 class Section(BaseModel):

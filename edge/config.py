@@ -21,6 +21,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from core.config import (
+    BaseUrl,
     ConfigError,
     PlaceConfig,
     Point,
@@ -196,7 +197,7 @@ class EdgeConfig(Section):
     disk_check_s: float = Field(
         default=10.0, gt=0, le=3600, description="How often the free space is looked at"
     )
-    evidence_url: str = Field(
+    evidence_url: BaseUrl = Field(
         default="",
         description="Base URL of the centre's evidence service (streetwatch evidence serve); "
         "empty: evidence stays on the box",
@@ -206,13 +207,6 @@ class EdgeConfig(Section):
         description="File holding this box's upload token (streetwatch evidence token); "
         "needed with evidence_url",
     )
-
-    @field_validator("evidence_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{v}' is not an http(s):// URL")
-        return v.rstrip("/")
 
     @model_validator(mode="after")
     def _token_with_url(self) -> EdgeConfig:

@@ -15,7 +15,14 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import ConfigError, PlaceConfig, Section, duplicate_places, validate_sections
+from core.config import (
+    BaseUrl,
+    ConfigError,
+    PlaceConfig,
+    Section,
+    duplicate_places,
+    validate_sections,
+)
 from core.kafka import KafkaConfig
 from core.records import Slug
 from core.sites import DedupConfig, PlaceGroupConfig, SiteMap
@@ -128,13 +135,13 @@ class StoreConfig(Section):
 class Open311Config(Section):
     """Bridge to a dispatch system that speaks GeoReport v2 instead of Kafka."""
 
-    endpoint: str = Field(default="", description="Base URL, e.g. https://host/open311/v2")
+    endpoint: BaseUrl = Field(default="", description="Base URL, e.g. https://host/open311/v2")
     api_key: str = Field(default="")
     jurisdiction_id: str = Field(default="")
     service_codes: dict[Slug, str] = Field(
         default_factory=dict, description="category -> service_code"
     )
-    media_base_url: str = Field(
+    media_base_url: BaseUrl = Field(
         default="", description="Evidence paths are published under this URL as media_url"
     )
     evidence_root: str = Field(
@@ -147,13 +154,6 @@ class Open311Config(Section):
     backoff_s: float = Field(default=1.0, gt=0, description="First retry delay, doubling")
     poll_interval_s: float = Field(default=60.0, gt=0, description="Status polling period")
     timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("endpoint", "media_base_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{v}' is not an http(s):// URL")
-        return v
 
 
 class DispatchServiceConfig(Section):

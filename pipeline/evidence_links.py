@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from core.config import Section
+from core.config import BaseUrl, Section
 from core.records import Case, CaseEvent, Evidence
 from core.signed_urls import signed_query
 
@@ -24,7 +24,7 @@ from core.signed_urls import signed_query
 class EvidenceLinksConfig(Section):
     """Links to the evidence service in the case events on the dispatch topic."""
 
-    base_url: str = Field(
+    base_url: BaseUrl = Field(
         default="",
         description="The evidence service's public URL ([evidence] public_url); empty: "
         "events carry evidence without links",
@@ -35,13 +35,6 @@ class EvidenceLinksConfig(Section):
     ttl_days: float = Field(
         default=30.0, gt=0, le=3650, description="A link is good this long after capture"
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{v}' is not an http(s):// URL")
-        return v.rstrip("/")
 
     @model_validator(mode="after")
     def _secret_with_url(self) -> EvidenceLinksConfig:

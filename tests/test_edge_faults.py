@@ -82,6 +82,30 @@ class Centre:
         log = self.tmp / f"{name}.log"
         return log.exists() and "event=ready" in log.read_text(errors="replace")
 
+    def evidence_service(self) -> tuple[dict[str, object], Path]:
+        """Set up (not start) an evidence service for box ws-fault: the edge's upload
+        settings and the service's store."""
+        token = new_token()
+        (self.tmp / "box.token").write_text(token)
+        port = free_port()
+        store = self.tmp / "evidence-store"
+        box = {"box_id": "ws-fault", "token_sha256": token_digest(token)}
+        sections = {"evidence": {"port": port, "store_dir": str(store), "boxes": [box]}}
+        (self.tmp / "centre.json").write_text(json.dumps(sections))
+        uploads: dict[str, object] = {
+            "evidence_url": f"http://127.0.0.1:{port}",
+            "evidence_token_file": str(self.tmp / "box.token"),
+        }
+        return uploads, store
+
+    def start_evidence_service(self) -> Child:
+        return Child(
+            "evidence",
+            [sys.executable, "-m", "streetwatch.cli", "evidence", "serve", "--config",
+             str(self.tmp / "centre.json")],
+            log=self.tmp / "evidence.log",
+        )  # fmt: skip
+
     @property
     def outbox(self) -> Path:
         return self.tmp / "evidence" / "outbox.db"
@@ -363,28 +387,11 @@ async def test_the_evidence_service_down_for_a_minute_holds_no_alert_back(
 ) -> None:
     """Alerts reach the dispatch topic while the evidence service is down; once it is
     up, every snapshot and clip the alerts name is uploaded and matches its sha256."""
-    token = new_token()
-    (centre.tmp / "box.token").write_text(token)
-    port = free_port()
-    store = centre.tmp / "evidence-store"
-    (centre.tmp / "centre.json").write_text(
-        json.dumps(
-            {
-                "evidence": {
-                    "port": port,
-                    "store_dir": str(store),
-                    "boxes": [{"box_id": "ws-fault", "token_sha256": token_digest(token)}],
-                }
-            }
-        )
-    )
+    uploads, store = centre.evidence_service()
     edge = centre.edge(
         [],
         camera=True,
-        evidence={
-            "evidence_url": f"http://127.0.0.1:{port}",
-            "evidence_token_file": str(centre.tmp / "box.token"),
-        },
+        evidence=uploads,
     )
     k = centre.kafka
     service: Child | None = None
@@ -396,14 +403,7 @@ async def test_the_evidence_service_down_for_a_minute_holds_no_alert_back(
             assert outbox_rows(centre.outbox, "evidence") >= 1
             await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_from)))
             waiting = outbox_rows(centre.outbox, "evidence")
-            service = Child(
-                "evidence",
-                [
-                    sys.executable, "-m", "streetwatch.cli", "evidence", "serve",
-                    "--config", str(centre.tmp / "centre.json"),
-                ],
-                log=centre.tmp / "evidence.log",
-            )  # fmt: skip
+            service = centre.start_evidence_service()
             up = time.monotonic()
             await until(lambda: outbox_rows(centre.outbox, "evidence") == 0, "uploads", 120)
             recovery = time.monotonic() - up
@@ -468,21 +468,7 @@ async def test_the_edge_disk_nearly_full_drops_no_alert_and_says_so(
     free = shutil.disk_usage(small_disk).free
     ballast = free - int((floor_mb + 0.4) * 1024 * 1024)  # a few snapshots over the floor
     (small_disk / "ballast").write_bytes(b"\0" * ballast)
-    token = new_token()
-    (centre.tmp / "box.token").write_text(token)
-    port = free_port()
-    store = centre.tmp / "evidence-store"
-    (centre.tmp / "centre.json").write_text(
-        json.dumps(
-            {
-                "evidence": {
-                    "port": port,
-                    "store_dir": str(store),
-                    "boxes": [{"box_id": "ws-fault", "token_sha256": token_digest(token)}],
-                }
-            }
-        )
-    )
+    uploads, store = centre.evidence_service()
     edge = centre.edge(
         [],
         camera=True,
@@ -490,8 +476,7 @@ async def test_the_edge_disk_nearly_full_drops_no_alert_and_says_so(
             "evidence_dir": str(small_disk / "evidence"),
             "min_free_mb": floor_mb,
             "disk_check_s": 1.0,
-            "evidence_url": f"http://127.0.0.1:{port}",
-            "evidence_token_file": str(centre.tmp / "box.token"),
+            **uploads,
         },
     )
     k = centre.kafka
@@ -504,14 +489,7 @@ async def test_the_edge_disk_nearly_full_drops_no_alert_and_says_so(
         async with Topic(k, k.alerts_topic) as alerts, Topic(k, k.dispatch_topic) as dispatch:
             await until(lambda: centre.ready("edge"), "the edge ready", timeout=90)
             await until(lambda: health() is not None, "the disk-low health alert", 120)
-            service = Child(
-                "evidence",
-                [
-                    sys.executable, "-m", "streetwatch.cli", "evidence", "serve",
-                    "--config", str(centre.tmp / "centre.json"),
-                ],
-                log=centre.tmp / "evidence.log",
-            )  # fmt: skip
+            service = centre.start_evidence_service()
             back = time.monotonic()
             await until(
                 lambda: (c := health()) is not None and c.cleared_at is not None,
