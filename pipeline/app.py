@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from core.records import Alert, CaseEvent, CaseEventType, Record, StatusUpdate
 from pipeline.alert_intake import AlertIntake, Records, intake_group
-from pipeline.case_engine import CaseEngine, Clock, utc_now
+from pipeline.case_engine import CaseEngine, Clock, Rejected, utc_now
 from pipeline.cloudevents import case_event_bytes
 from pipeline.config import DispatchServiceConfig
 from pipeline.evidence_links import EvidenceLinks
@@ -182,14 +182,34 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
     # faust starts a service instance as it does a class (App._prepare_subservice)
     app.service(intake)  # type: ignore[arg-type]
 
+    async def apply_updates(updates: Sequence[StatusUpdate]) -> list[Rejected]:
+        """Apply a batch of status updates, again and again while the store is unavailable:
+        the batch is acknowledged to Kafka only after this returns (an update already
+        applied is recognised by its id and changes nothing the second time)."""
+        retry_s = 0.5
+        while True:
+            try:
+                async with lock:
+                    committed, rejected = engine.on_updates(updates)
+                    await publish(committed)
+                return rejected
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                log.warning(
+                    "event=status_updates_failed updates=%d error=%s (again in %.1fs)",
+                    len(updates),
+                    f"{type(exc).__name__}: {exc}",
+                    retry_s,
+                )
+                await asyncio.sleep(retry_s)
+                retry_s = min(30.0, 2 * retry_s)
+
     @app.agent(status)
     async def move_cases(stream: Any) -> None:
         async for batch in stream.take_events(BATCH, within=BATCH_WITHIN_S):
             good = await readable(batch, StatusUpdate, "status update")
-            async with lock:
-                committed, rejected = engine.on_updates(good)
-                await publish(committed)
-            for r in rejected:
+            for r in await apply_updates(good):
                 await reject(r.update.case_id.encode(), r.update.to_json_bytes(), r.detail)
 
     reported = 0.0

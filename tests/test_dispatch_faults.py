@@ -3,8 +3,9 @@
 A `streetwatch dispatch` worker folds alerts into a real PostgreSQL case
 store. For 30 s the store refuses it: its connection is terminated and the
 database refuses new ones (``ALLOW_CONNECTIONS false``), while alerts keep
-arriving. Every alert must end up in its case exactly once; the test adds a
-row to the fault table (tests/support/faults.py).
+arriving and the dispatch system sends a status update. Every alert must end
+up in its case exactly once, and the update must apply; the test adds a row
+to the fault table (tests/support/faults.py).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from core.kafka import KafkaConfig, ensure_topics
-from core.records import Alert, Place, SourceKind
+from core.records import Alert, CaseStatus, Place, SourceKind, StatusUpdate
+from pipeline.status_topic import publish_updates
 from streetwatch.brokers import RunningBroker
 from streetwatch.processes import Child
 from tests.support.faults import FaultRow, record
 from tests.support.kafka_helpers import Topic
+from tests.support.polling import until
 from tests.support.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -48,6 +51,16 @@ def alert(n: int, site: str) -> Alert:
         first_seen=observed - timedelta(seconds=60),
         observed_at=observed,
         confidence=0.7,
+    )
+
+
+def dispatched(case_id: str) -> StatusUpdate:
+    return StatusUpdate(
+        update_id=f"u-{uuid.uuid4().hex[:12]}",
+        case_id=case_id,
+        status=CaseStatus.DISPATCHED,
+        at=datetime.now(UTC),
+        by="城管中队",
     )
 
 
@@ -118,6 +131,9 @@ async def test_the_case_store_refusing_for_30_s_loses_and_doubles_nothing(
             await send(15)
             await dispatch.wait_for_alerts(sent, timeout=90)
             await asyncio.to_thread(refuse, maintenance, db, False)
+            first = next(iter(dispatch.cases().values()))
+            # the dispatch system moves a case while the store refuses: it must not be lost
+            await publish_updates(kafka, [dispatched(first.case_id)])
             await send(30)  # arrive while the store refuses
             await asyncio.sleep(max(0.0, OUTAGE_S - 3.0))
             await asyncio.to_thread(refuse, maintenance, db, True)
@@ -125,6 +141,11 @@ async def test_the_case_store_refusing_for_30_s_loses_and_doubles_nothing(
             await send(15)
             await dispatch.wait_for_alerts(sent, timeout=120)
             recovery = time.monotonic() - back
+            await until(
+                lambda: dispatch.cases()[first.case_id].status is CaseStatus.DISPATCHED,
+                "the status update sent during the outage applied",
+                timeout=120,
+            )
             await asyncio.sleep(3)  # room for a late fold
             cases = dispatch.cases()
     finally:
