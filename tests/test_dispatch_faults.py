@@ -22,13 +22,13 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from core.kafka import KafkaConfig, ensure_topics
+from core.kafka import ensure_topics
 from core.records import Alert, CaseStatus, Place, SourceKind, StatusUpdate
 from pipeline.status_topic import publish_updates
 from streetwatch.brokers import RunningBroker
 from streetwatch.processes import Child
 from tests.support.faults import FaultRow, record
-from tests.support.kafka_helpers import Topic
+from tests.support.kafka_helpers import Topic, fresh_kafka
 from tests.support.polling import until
 from tests.support.postgres_server import PostgresServer
 
@@ -85,14 +85,7 @@ async def test_the_case_store_refusing_for_30_s_loses_and_doubles_nothing(
         conn.execute(f'CREATE DATABASE "{db}"')
     store_url = maintenance.rsplit("/", 1)[0] + f"/{db}"
     run = uuid.uuid4().hex[:8]
-    kafka = KafkaConfig(
-        bootstrap=tansu.address,
-        alerts_topic=f"alerts-{run}",
-        dispatch_topic=f"dispatch-{run}",
-        status_topic=f"status-{run}",
-        dead_letter_topic=f"dead-{run}",
-        partitions=2,
-    )
+    kafka = fresh_kafka(tansu.address)
     await ensure_topics(kafka)
     path = tmp_path / "dispatch.json"
     path.write_text(

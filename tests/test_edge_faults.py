@@ -37,8 +37,9 @@ from core.kafka import KafkaConfig, ensure_topics
 from core.records import Alert, Case
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
 from streetwatch.processes import Child, free_port
+from tests.support.edge_configs import BAY_PLACE, parking_camera
 from tests.support.faults import FaultRow, record
-from tests.support.kafka_helpers import Topic
+from tests.support.kafka_helpers import Topic, fresh_kafka
 from tests.support.paths import VTEST
 from tests.support.polling import until
 
@@ -111,52 +112,15 @@ class Centre:
         return self.tmp / "evidence" / "outbox.db"
 
 
-def kafka_config(bootstrap: str) -> KafkaConfig:
-    run = uuid.uuid4().hex[:8]
-    return KafkaConfig(
-        bootstrap=bootstrap,
-        alerts_topic=f"alerts-{run}",
-        dispatch_topic=f"dispatch-{run}",
-        status_topic=f"status-{run}",
-        dead_letter_topic=f"dead-{run}",
-        sensor_dead_letter_topic=f"sensors-dead-{run}",
-        partitions=2,
-    )
-
-
 def edge_sections(
     centre: Centre, devices: list[str], camera: bool, clips: bool = False
 ) -> dict[str, object]:
-    cameras = [
-        {
-            "camera_id": "cam-vtest",
-            "url": str(VTEST),
-            "analysis_fps": 2.0,
-            "loop": True,
-            "clip": {"enabled": clips, "pre_s": 2.0, "post_s": 2.0},
-            "zones": [
-                {
-                    "zone_id": "bay",
-                    "place": "loading-bay-b",
-                    "polygon": [[600, 55], [768, 55], [768, 130], [600, 130]],
-                }
-            ],
-            "rules": [
-                {
-                    "type": "illegal_parking",
-                    "rule_id": "bay-parking",
-                    "zone": "bay",
-                    "dwell_s": 4.0,
-                    "repeat_every_s": REPEAT_S,
-                }
-            ],
-        }
-    ]
+    cameras = [parking_camera(VTEST, repeat_s=REPEAT_S, clips=clips, loop=True)]
     return {
         "edge": {"box_id": "ws-fault", "evidence_dir": str(centre.tmp / "evidence")},
         "kafka": centre.kafka.model_dump(),
         "mqtt": {"port": centre.mosquitto.port, "client_id": f"edge-{uuid.uuid4().hex[:8]}"},
-        "places": [{"place_id": "loading-bay-b", "name": "Loading bay B"}],
+        "places": [BAY_PLACE],
         "cameras": cameras if camera else [],
         "devices": [
             {"device_id": d, "type": "smoke", "town": "t1", "name": f"Stairwell {d}"}
@@ -184,7 +148,7 @@ def centre(tmp_path: Path) -> Iterator[Centre]:
     (tmp_path / "brokers").mkdir()
     tansu = start_tansu(tmp_path / "brokers")
     mosquitto = start_mosquitto(tmp_path / "brokers")
-    kafka = kafka_config(tansu.address)
+    kafka = fresh_kafka(tansu.address)
     asyncio.run(ensure_topics(kafka))
     path = tmp_path / "dispatch.json"
     path.write_text(json.dumps(dispatch_sections(tmp_path, kafka)))

@@ -24,12 +24,13 @@ import aiohttp
 import pytest
 
 from centre.evidence_service import new_token, token_digest
-from core.kafka import KafkaConfig, ensure_topics
+from core.kafka import ensure_topics
 from core.records import Case, EvidenceKind
 from streetwatch.brokers import RunningBroker
 from streetwatch.processes import Child, free_port, wait_for_port
 from tests.support.browser import VideoState, chromium, probe_video, serve
-from tests.support.kafka_helpers import Topic
+from tests.support.edge_configs import BAY_PLACE, parking_camera
+from tests.support.kafka_helpers import Topic, fresh_kafka
 from tests.support.polling import until
 
 pytestmark = pytest.mark.integration
@@ -73,15 +74,7 @@ async def test_a_reviewer_opens_the_snapshot_and_plays_the_clip_from_the_case_ev
     tansu: RunningBroker, tmp_path: Path, vtest_video: Path
 ) -> None:
     run = uuid.uuid4().hex[:8]
-    kafka = KafkaConfig(
-        bootstrap=tansu.address,
-        alerts_topic=f"alerts-{run}",
-        dispatch_topic=f"dispatch-{run}",
-        status_topic=f"status-{run}",
-        dead_letter_topic=f"dead-{run}",
-        sensor_dead_letter_topic=f"sensors-dead-{run}",
-        partitions=2,
-    )
+    kafka = fresh_kafka(tansu.address)
     await ensure_topics(kafka)
     port = free_port()
     secret = tmp_path / "link.key"
@@ -117,31 +110,8 @@ async def test_a_reviewer_opens_the_snapshot_and_plays_the_clip_from_the_case_ev
                 "evidence_token_file": str(tmp_path / "box.token"),
             },
             "kafka": kafka.model_dump(),
-            "places": [{"place_id": "loading-bay-b", "name": "Loading bay B"}],
-            "cameras": [
-                {
-                    "camera_id": "cam-vtest",
-                    "url": str(vtest_video),
-                    "analysis_fps": 2.0,
-                    "clip": {"pre_s": 2.0, "post_s": 2.0},
-                    "zones": [
-                        {
-                            "zone_id": "bay",
-                            "place": "loading-bay-b",
-                            "polygon": [[600, 55], [768, 55], [768, 130], [600, 130]],
-                        }
-                    ],
-                    "rules": [
-                        {
-                            "type": "illegal_parking",
-                            "rule_id": "bay-parking",
-                            "zone": "bay",
-                            "dwell_s": 4.0,
-                            "repeat_every_s": 10.0,
-                        }
-                    ],
-                }
-            ],
+            "places": [BAY_PLACE],
+            "cameras": [parking_camera(vtest_video, repeat_s=10.0)],
         },
     }
     for name, body in files.items():

@@ -2,6 +2,7 @@
 
 - browser: headless Debian Chromium via Playwright, a static HTTP server, video probes.
 - cases: Case records and store changes at minutes after T0 (case store, reports).
+- edge_configs: the vtest.avi parking camera and its place, for edge processes.
 - faults: the fault table (one row per fault test, printed after the run).
 - factories: detections and alerts at seconds after T0 (``at``, ``dets``, ``alert``).
 - fakes: stand-ins shared by several tests (``MemoryAlertSink``).

@@ -113,6 +113,20 @@ def latest(events: Iterable[CaseEvent]) -> dict[str, CaseEvent]:
     return out
 
 
+def fresh_kafka(bootstrap: str, partitions: int = 2) -> KafkaConfig:
+    """A ``[kafka]`` section with topics of their own, for one test."""
+    run = uuid.uuid4().hex[:8]
+    return KafkaConfig(
+        bootstrap=bootstrap,
+        alerts_topic=f"alerts-{run}",
+        dispatch_topic=f"dispatch-{run}",
+        status_topic=f"status-{run}",
+        dead_letter_topic=f"dead-{run}",
+        sensor_dead_letter_topic=f"sensors-dead-{run}",
+        partitions=partitions,
+    )
+
+
 def dispatch_worker(cfg: DispatchServiceConfig, tmp: Path, name: str) -> Child:
     """``streetwatch dispatch`` in a child process, from a file holding only the
     dispatch service's sections (as on a central machine: no cameras, no devices)."""
