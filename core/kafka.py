@@ -45,6 +45,11 @@ class KafkaConfig(Section):
         default="streetwatch.sensors.dead",
         description="Sensor messages the edge cannot use, with the reason, keyed by reason",
     )
+    suppression_topic: str = Field(
+        default="streetwatch.suppressions",
+        description="Suppressions for edge cameras from the review workbench "
+        "(CameraSuppressions JSON, keyed by camera id, compacted)",
+    )
     partitions: int = Field(
         default=4, ge=1, le=1024, description="Partitions of the topics streetwatch creates"
     )
@@ -64,6 +69,7 @@ class KafkaConfig(Section):
         "dead_letter_topic",
         "status_topic",
         "sensor_dead_letter_topic",
+        "suppression_topic",
     )
     @classmethod
     def _topic_name(cls, v: str) -> str:
@@ -80,16 +86,28 @@ def reliable_producer(bootstrap: str) -> AIOKafkaProducer:
 
 
 async def create_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, attempts: int = 30
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    attempts: int = 30,
+    configs: dict[str, str] | None = None,
 ) -> None:
-    """Create those of ``names`` that do not exist yet, retrying while the broker starts."""
+    """Create those of ``names`` that do not exist yet, retrying while the broker starts.
+
+    ``configs`` are topic settings given to each new topic (e.g. ``cleanup.policy``).
+    """
     for attempt in range(1, attempts + 1):
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
             wanted = [
-                NewTopic(name, num_partitions=partitions, replication_factor=1)
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=dict(configs or {}),
+                )
                 for name in names
                 if name not in existing
             ]
@@ -120,10 +138,20 @@ async def start_producer(producer: AIOKafkaProducer, bootstrap: str) -> None:
 
 
 async def ensure_topics(cfg: KafkaConfig, attempts: int = 30) -> None:
-    """Create the alerts, dispatch and status topics if they do not exist yet."""
+    """Create the alerts, dispatch, status and suppression topics if they do not exist yet.
+
+    The suppression topic is compacted: the latest message per camera is what counts.
+    """
     await create_topics(
         cfg.bootstrap,
         (cfg.alerts_topic, cfg.dispatch_topic, cfg.status_topic),
         cfg.partitions,
         attempts,
+    )
+    await create_topics(
+        cfg.bootstrap,
+        (cfg.suppression_topic,),
+        cfg.partitions,
+        attempts,
+        configs={"cleanup.policy": "compact"},
     )

@@ -12,18 +12,21 @@ Records are frozen: a stage that wants a changed record builds a new one with
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
-#: Records that carry evidence (Alert, Case, CaseEvent) are at version 2: evidence
-#: gained ``size`` and ``url``, and ``path`` became an edge-only detail. Version 1
-#: records of them are still read (their evidence has a path and no url).
-EVIDENCE_SCHEMA_VERSION: Literal[2] = 2
-WithEvidenceVersion = Literal[1, 2]
+#: Records that carry evidence (Alert, Case, CaseEvent) are at version 3. Version 2:
+#: evidence gained ``size`` and ``url``, and ``path`` became an edge-only detail.
+#: Version 3: the ``frame`` evidence kind (what the detector saw, undrawn), the case's
+#: ``status_by``, ``reason`` and ``detections``, and the ``noted`` case event. Records
+#: of versions 1 and 2 are still read.
+EVIDENCE_SCHEMA_VERSION: Literal[3] = 3
+WithEvidenceVersion = Literal[1, 2, 3]
 
 Slug = Annotated[
     str,
@@ -73,6 +76,7 @@ class EvidenceKind(StrEnum):
     SNAPSHOT = "snapshot"
     CLIP = "clip"
     READINGS = "readings"
+    FRAME = "frame"  # the analysed frame without drawing: what the detector saw (version 3)
 
 
 class Evidence(Record):
@@ -328,6 +332,17 @@ class Case(Record):
     )
     merged_into: str | None = Field(default=None, description="Set when status is merged")
     last_note: str = Field(default="", description="Note of the latest status update")
+    status_by: str = Field(
+        default="", description="Who made the latest status update or note (version 3)"
+    )
+    reason: Slug | None = Field(
+        default=None, description="Why it was rejected, e.g. wrong_object (version 3)"
+    )
+    detections: tuple[DetectionRecord, ...] = Field(
+        default=(),
+        description="The objects of the latest camera alert, in the pixels of its frame "
+        "evidence (version 3)",
+    )
     version: int = Field(
         ge=1,
         description="Grows by one with every change; the stream may skip versions that were "
@@ -355,6 +370,7 @@ class CaseEventType(StrEnum):
     UPDATED = "updated"
     REOPENED = "reopened"
     STATUS_CHANGED = "status_changed"
+    NOTED = "noted"  # a note added, the status unchanged (version 3)
     SLA_YELLOW = "sla_yellow"
     SLA_RED = "sla_red"
 
@@ -401,16 +417,95 @@ class CaseEvent(Record):
 
 
 class StatusUpdate(Record):
-    """A status change from the dispatch system (or the review workbench)."""
+    """A status change from the dispatch system (or the review workbench).
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    Version 2 adds ``reason`` (why a case was rejected) and the note-only
+    update: ``status`` none adds ``note`` to the case without moving it.
+    """
+
+    schema_version: Literal[1, 2] = 2
     update_id: str = Field(description="Unique per update: a re-delivery changes nothing")
     case_id: str
-    status: CaseStatus
+    status: CaseStatus | None = Field(description="The new status; none for a note only (v2)")
     at: AwareDatetime = Field(description="When it happened")
     by: str = Field(default="", description="Department or person")
     note: str = Field(default="", description="Free text, e.g. the handling result")
     merged_into: str | None = Field(default=None, description="Target case, for merged")
+    reason: Slug | None = Field(
+        default=None, description="Why, as a fixed word: e.g. wrong_object for a rejection (v2)"
+    )
+
+
+HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d")
+
+
+class SuppressionKind(StrEnum):
+    """What a reviewer told an edge camera to stop reporting."""
+
+    MASK = "mask"  # objects whose foot point lies in a polygon drawn on the snapshot
+    MUTE_CLASS = "mute_class"  # some classes in the zones of one place
+    TIME_WINDOW = "time_window"  # everything in the zones of one place, during some hours
+
+
+class Suppression(Record):
+    """One suppression made from a rejected case; it ends at ``expires_at``.
+
+    It applies to the zones of ``camera_id`` that cover ``place_id``. ``polygon``
+    is in fractions of the frame's width and height (0..1), so it fits any
+    resolution of the camera's stream; ``labels`` empty means every class;
+    ``hours`` empty means all day (otherwise ``HH:MM-HH:MM`` in the camera's
+    time zone).
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    suppression_id: str
+    kind: SuppressionKind
+    camera_id: Slug
+    place_id: Slug
+    labels: tuple[str, ...] = ()
+    polygon: tuple[tuple[float, float], ...] = ()
+    hours: tuple[str, ...] = ()
+    case_id: str = Field(description="The rejected case it was made from")
+    reason: Slug = Field(description="The rejection's reason")
+    created_by: str
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _shape(self) -> Suppression:
+        for x, y in self.polygon:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError("polygon points are fractions of the frame (0..1)")
+        if self.kind is SuppressionKind.MASK and len(self.polygon) < 3:
+            raise ValueError("a mask needs a polygon of 3 or more points")
+        if self.kind is SuppressionKind.MUTE_CLASS and not self.labels:
+            raise ValueError("muting needs at least one class")
+        if self.kind is SuppressionKind.TIME_WINDOW and not self.hours:
+            raise ValueError("a time window needs hours")
+        for span in self.hours:
+            if not HOURS.fullmatch(span):
+                raise ValueError(f"'{span}' is not HH:MM-HH:MM")
+        if self.expires_at <= self.created_at:
+            raise ValueError("expires_at must be after created_at")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+
+class CameraSuppressions(Record):
+    """The suppression topic's message: every live suppression of one camera.
+
+    Keyed by ``camera_id`` on a compacted topic, so the latest message per
+    camera is the whole truth; an edge box replaces what it held for that
+    camera, and ignores a message older than the one it has (``revision``).
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    camera_id: Slug
+    revision: int = Field(ge=1, description="Grows with every change for this camera")
+    published_at: AwareDatetime
+    suppressions: tuple[Suppression, ...] = ()
 
 
 WIRE_RECORDS: dict[str, type[Record]] = {
@@ -419,5 +514,6 @@ WIRE_RECORDS: dict[str, type[Record]] = {
     "case": Case,
     "case_event": CaseEvent,
     "status_update": StatusUpdate,
+    "camera_suppressions": CameraSuppressions,
     "dead_letter": DeadLetter,
 }

@@ -210,9 +210,8 @@ class CaseEngine:
             if self.store.has_cause(case.case_id, update.update_id):
                 return None  # re-delivered
             moved = apply_update(case, update, self.how.sla)
-            event = CaseEvent.of_case(
-                moved, CaseEventType.STATUS_CHANGED, update.update_id, self.clock()
-            )
+            kind = CaseEventType.NOTED if update.status is None else CaseEventType.STATUS_CHANGED
+            event = CaseEvent.of_case(moved, kind, update.update_id, self.clock())
             committed = self.store.commit([Change(event, (case.case_id, case.version))])
             self._heads.pop(case.case_key, None)
             if committed:

@@ -50,6 +50,7 @@ from pipeline.sla import SlaPolicy
 KEEP_LATEST_EVIDENCE = 4
 KEEP_CLIPS = 3
 KEEP_READINGS = 10
+KEEP_DETECTIONS = 50
 KEEP_LINKS = 10
 
 
@@ -85,13 +86,15 @@ def combined_confidence(per_source: dict[str, float]) -> tuple[float, bool]:
 
 
 def _evidence(current: tuple[Evidence, ...], new: tuple[Evidence, ...]) -> tuple[Evidence, ...]:
-    """Keep the first snapshot, the most recent few, and the latest clips (bounded)."""
+    """Keep the first snapshot, the most recent few, the latest clips and the latest
+    unannotated frame (the one ``Case.detections`` refer to), bounded."""
     if not new:
         return current
     items = current + new
     clips = [e for e in items if e.kind is EvidenceKind.CLIP][-KEEP_CLIPS:]
-    stills = [e for e in items if e.kind is not EvidenceKind.CLIP]
-    keep = {id(e) for e in (*clips, *stills[:1], *stills[1:][-KEEP_LATEST_EVIDENCE:])}
+    frames = [e for e in items if e.kind is EvidenceKind.FRAME][-1:]
+    stills = [e for e in items if e.kind not in (EvidenceKind.CLIP, EvidenceKind.FRAME)]
+    keep = {id(e) for e in (*clips, *frames, *stills[:1], *stills[1:][-KEEP_LATEST_EVIDENCE:])}
     return tuple(e for e in items if id(e) in keep)
 
 
@@ -125,6 +128,7 @@ def open_case(alert: Alert, site_id: str, how: Folding, previous: Case | None) -
         sources={src: alert.observed_at},
         evidence=_evidence((), alert.evidence),
         readings=alert.readings[-KEEP_READINGS:],
+        detections=alert.detections[:KEEP_DETECTIONS],
         route=how.router.route(alert.category, alert.place.grids),
         sla=how.sla.start(filed),
         recurrence=recurrence,
@@ -178,6 +182,7 @@ def absorb(case: Case, alert: Alert) -> Case:
             "sources": {**case.sources, src: alert.observed_at},
             "evidence": _evidence(case.evidence, alert.evidence),
             "readings": (*case.readings, *alert.readings)[-KEEP_READINGS:],
+            "detections": alert.detections[:KEEP_DETECTIONS] or case.detections,
             "cleared_at": None,
             "version": case.version + 1,
         }
@@ -195,6 +200,7 @@ def reopen(case: Case, alert: Alert, how: Folding) -> Case:
             "filed_at": at,
             "closed_at": None,
             "merged_into": None,
+            "reason": None,
             "reopen_count": case.reopen_count + 1,
             "sla": how.sla.start(at),
         }

@@ -47,7 +47,21 @@ def allowed(current: CaseStatus, new: CaseStatus) -> bool:
 
 
 def apply_update(case: Case, update: StatusUpdate, sla: SlaPolicy) -> Case:
-    """The case after ``update``; :class:`TransitionError` if it cannot apply."""
+    """The case after ``update``; :class:`TransitionError` if it cannot apply.
+
+    An update without a status is a note: the case keeps its status and SLA
+    clocks, and records the note and who wrote it.
+    """
+    if update.status is None:
+        if not update.note.strip():
+            raise TransitionError("empty_note", f"a note for case {case.case_id} has no text")
+        return case.model_copy(
+            update={
+                "last_note": update.note,
+                "status_by": update.by,
+                "version": case.version + 1,
+            }
+        )
     if update.status is case.status:
         raise TransitionError("same_status", f"case {case.case_id} is already {case.status}")
     if not allowed(case.status, update.status):
@@ -64,6 +78,8 @@ def apply_update(case: Case, update: StatusUpdate, sla: SlaPolicy) -> Case:
             "closed_at": at if update.status.terminal else None,
             "merged_into": update.merged_into if update.status is CaseStatus.MERGED else None,
             "last_note": update.note,
+            "status_by": update.by,
+            "reason": update.reason if update.status is CaseStatus.REJECTED else None,
             "sla": sla.reached(case.sla, update.status, at),
             "version": case.version + 1,
         }

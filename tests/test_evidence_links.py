@@ -52,7 +52,7 @@ def test_a_version_1_alert_and_case_event_are_still_read() -> None:
     for ev in v1_alert["evidence"]:
         del ev["size"], ev["url"]
     assert Alert.model_validate(v1_alert).evidence[0].sha256 == SHA
-    assert opened().schema_version == 2 and opened().case.schema_version == 2
+    assert opened().schema_version == 3 and opened().case.schema_version == 3
 
 
 def test_links_are_signed_for_the_evidence_service_and_the_same_on_every_publish(

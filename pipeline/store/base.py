@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from core.records import Case, CaseEvent
+from core.records import Case, CaseEvent, CaseStatus
 
 Head = tuple[str, int]
 """A case id and its version."""
@@ -140,6 +140,12 @@ class CaseStore(ABC):
     def all_cases(self) -> list[Case]:
         """Every case at its newest version, by filed_at then case id."""
 
+    def cases_with_status(self, statuses: Iterable[CaseStatus]) -> list[Case]:
+        """Cases whose status is one of ``statuses``, by filed_at then case id (the
+        review workbench's queue reads the open ones)."""
+        wanted = set(statuses)
+        return [c for c in self.all_cases() if c.status in wanted]
+
     @abstractmethod
     def events_for(self, case_id: str) -> list[CaseEvent]:
         """The events of one case, by version."""
@@ -232,6 +238,17 @@ class SqlReads(CaseStore):
 
     def all_cases(self) -> list[Case]:
         rows = self._bodies("SELECT {body} FROM cases ORDER BY filed_at, case_id")
+        return [Case.model_validate_json(r) for r in rows]
+
+    def cases_with_status(self, statuses: Iterable[CaseStatus]) -> list[Case]:
+        wanted = sorted({s.value for s in statuses})
+        if not wanted:
+            return []
+        marks = ", ".join("{p}" for _ in wanted)
+        rows = self._bodies(
+            f"SELECT {{body}} FROM cases WHERE status IN ({marks}) ORDER BY filed_at, case_id",
+            wanted,
+        )
         return [Case.model_validate_json(r) for r in rows]
 
     def events_for(self, case_id: str) -> list[CaseEvent]:

@@ -123,6 +123,7 @@ def fresh_kafka(bootstrap: str, partitions: int = 2) -> KafkaConfig:
         status_topic=f"status-{run}",
         dead_letter_topic=f"dead-{run}",
         sensor_dead_letter_topic=f"sensors-dead-{run}",
+        suppression_topic=f"suppressions-{run}",
         partitions=partitions,
     )
 
