@@ -1,6 +1,15 @@
-"""One camera: frames in, detections (motion-gated), rules, annotated alerts out.
+"""One camera: frames in, detections (motion-gated), suppressions, rules, annotated alerts out.
 
-Evidence: every alert carries an annotated snapshot. The first alert of an
+Suppressions (:mod:`edge.suppressions`): on every analysed frame, each place
+of the camera's rules gets the detections that no live suppression of that
+place covers in its zones, and its rules see only those; a rule on another
+place still sees everything. Dropped detections are counted by kind
+(:attr:`CameraWorker.suppressed`) and logged ``event=suppressed`` at most
+once a minute per suppression, with the count since its last line.
+
+Evidence: every alert carries an annotated snapshot and the analysed frame
+undrawn (kind ``frame``: what the detector saw, the pixels of the alert's
+detection boxes, for training data). The first alert of an
 episode (a rule starting to hold) also carries a clip of ``clip.pre_s``
 seconds before and ``clip.post_s`` after it; the clip is encoded off this
 thread, so that alert waits in a queue until its clip is ready, and alerts
@@ -43,7 +52,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from core.records import Alert, Evidence, Place, SourceKind
+from core.records import Alert, Evidence, Place, SourceKind, SuppressionKind
 from core.timefmt import local_time
 from detectors.base import Detector
 from detectors.detections import Detections, box_iou
@@ -52,7 +61,8 @@ from edge.config import CameraConfig, EdgeServiceConfig
 from edge.motion import WHOLE, Box, MotionGate
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
-from edge.snapshot import annotate, write_snapshot
+from edge.snapshot import annotate, write_frame, write_snapshot
+from edge.suppressions import RateLimit, SuppressionBook, suppress
 from edge.tracker import IouTracker, Tracks
 from edge.zones import Zone
 from ingest.evidence_stream import EvidenceStream
@@ -81,6 +91,7 @@ class CameraWorker:
         detector: Detector,
         evidence_dir: Path,
         emit: Callable[[Alert], None],
+        suppressions: SuppressionBook | None = None,
     ) -> None:
         self.cam = cam
         self.detector = detector
@@ -95,6 +106,16 @@ class CameraWorker:
             )
             for r in cam.rules
         ]
+        self.place_zones: dict[str, list[Zone]] = {}  # place -> its zones with rules
+        for b in self.rules:
+            on_place = self.place_zones.setdefault(b.place.place_id, [])
+            if all(z.zone_id != b.rule.zone.zone_id for z in on_place):
+                on_place.append(b.rule.zone)
+        self.suppressions = suppressions
+        # detections dropped by suppressions, per kind; every kind present from the start,
+        # so that another thread may read it while this one counts
+        self.suppressed: Counter[str] = Counter({k.value: 0 for k in SuppressionKind})
+        self._suppressed_log = RateLimit()
         self.masks = [Zone(f"mask-{i}", m) for i, m in enumerate(cam.ignore_masks)]
         m = cam.motion
         self.gate = (
@@ -244,8 +265,9 @@ class CameraWorker:
         # every analysed frame, gated ones too, so max_age_s counts real time;
         # ids are for reviewers and counting, dwell never depends on them
         self.tracks = self.tracker.update(frame.captured_at, dets)
+        seen = self._unsuppressed(frame, dets)
         for bound in self.rules:
-            firing = bound.rule.observe(frame.captured_at, dets)
+            firing = bound.rule.observe(frame.captured_at, seen.get(bound.place.place_id, dets))
             if firing is not None:
                 alert = self._alert(frame, bound, firing)
                 clip = None
@@ -253,6 +275,31 @@ class CameraWorker:
                     clip = self.clips.start(alert.alert_id, frame.captured_at)
                 self.pending.append((alert, clip))
         return self._emit_ready()
+
+    def _unsuppressed(self, frame: Frame, dets: Detections) -> dict[str, Detections]:
+        """Per place of this camera's rules, the detections no live suppression hides
+        (places with nothing hidden may be missing: their rules see ``dets``)."""
+        if self.suppressions is None or not len(dets):
+            return {}
+        live = self.suppressions.live(self.cam.camera_id, frame.captured_at)
+        if not live:
+            return {}
+        h, w = frame.image.shape[:2]
+        result = suppress(live, self.place_zones, frame.captured_at, dets, (w, h))
+        for (suppression_id, kind), n in result.dropped.items():
+            self.suppressed[kind.value] += n
+            since = self._suppressed_log.add(suppression_id, n)
+            if since is not None:
+                log.info(
+                    "event=suppressed camera=%s suppression=%s kind=%s label=%s count=%d "
+                    "(detections dropped since its last line; one line a minute at most)",
+                    self.cam.camera_id,
+                    suppression_id,
+                    kind.value,
+                    result.labels[suppression_id],
+                    since,
+                )
+        return result.kept
 
     def _clips_from_analysed_frames(self) -> bool:
         if self.evidence is None:
@@ -350,6 +397,7 @@ class CameraWorker:
             scale=scale,
         )
         snapshot = write_snapshot(image, self.evidence_dir, alert_id, picture.captured_at)
+        analysed = write_frame(frame.image, self.evidence_dir, alert_id, frame.captured_at)
         scores = firing.detections.scores
         return Alert(
             alert_id=alert_id,
@@ -362,6 +410,6 @@ class CameraWorker:
             first_seen=firing.first_seen,
             observed_at=frame.captured_at,
             confidence=round(float(np.max(scores)), 4) if len(scores) else rule.cfg.min_score,
-            evidence=(snapshot,),
+            evidence=(snapshot, analysed),
             detections=firing.detections.to_records(self.tracks.ids_for(firing.detections)),
         )

@@ -1,4 +1,5 @@
-"""Annotated snapshot JPEGs: the frame, the zone, the boxes and the rule."""
+"""Evidence JPEGs: the annotated snapshot (the frame, the zone, the boxes and the
+rule) and the analysed frame as the detector saw it (no drawing)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from edge.zones import Zone
 ZONE_COLOUR = (0, 200, 255)  # amber, BGR
 FIRING_COLOUR = (0, 0, 255)  # red
 JPEG_QUALITY = 88
+FRAME_JPEG_QUALITY = 95  # the detector's view, for training data: fewer artefacts
 
 
 def _label(image: Frame, text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:
@@ -64,8 +66,29 @@ def annotate(
 
 
 def write_snapshot(image: Frame, directory: Path, name: str, captured_at: datetime) -> Evidence:
-    """Encode ``image`` as JPEG under ``directory``; return it as evidence."""
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    """Encode the annotated ``image`` as ``<name>.jpg`` under ``directory``; return it as
+    snapshot evidence."""
+    return write_jpeg(image, directory, name, captured_at, EvidenceKind.SNAPSHOT, JPEG_QUALITY)
+
+
+def write_frame(image: Frame, directory: Path, name: str, captured_at: datetime) -> Evidence:
+    """The analysed frame, undrawn (the pixels an alert's detection boxes refer to), as
+    ``<name>.frame.jpg`` under ``directory``; returned as frame evidence."""
+    return write_jpeg(
+        image, directory, f"{name}.frame", captured_at, EvidenceKind.FRAME, FRAME_JPEG_QUALITY
+    )
+
+
+def write_jpeg(
+    image: Frame,
+    directory: Path,
+    name: str,
+    captured_at: datetime,
+    kind: EvidenceKind,
+    quality: int = JPEG_QUALITY,
+) -> Evidence:
+    """Encode ``image`` as JPEG, written atomically as ``<name>.jpg`` under ``directory``."""
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise OSError(f"JPEG encoding failed for {name}")
     data = jpeg.tobytes()
@@ -75,7 +98,7 @@ def write_snapshot(image: Frame, directory: Path, name: str, captured_at: dateti
     tmp.write_bytes(data)
     tmp.replace(path)
     return Evidence(
-        kind=EvidenceKind.SNAPSHOT,
+        kind=kind,
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest(),
         media_type="image/jpeg",

@@ -16,6 +16,13 @@ forwarders on the asyncio loop deliver the outbox's lanes (alerts to the
 alert sink, dead letters to theirs) in order, at least once, and delete
 what the broker acknowledged. On stop they get ``drain_s`` to empty their
 lanes; what is left is delivered after the next start.
+
+Suppressions: with cameras, a task follows the suppression topic
+(:class:`~edge.suppressions.SuppressionFeed`) into the book the camera
+threads read, while they run; Kafka being down never holds the start back
+(the feed retries in the background). Detections dropped by suppressions
+are counted per camera and kind (:attr:`EdgeStats.suppressed`), unusable
+suppression messages per reason (:attr:`EdgeStats.suppression_rejects`).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from edge.evidence_upload import EvidenceUploader
 from edge.outbox import Entry, Forwarder, Outbox
 from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
+from edge.suppressions import SuppressionBook, SuppressionFeed
 from ingest.backoff import BackoffPolicy
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttSource
@@ -65,6 +73,18 @@ class EdgeStats:
     rejects: Counter[str] = field(default_factory=Counter)  # sensor messages, per reason
     dead_letters_sent: int = 0
     camera_errors: Counter[str] = field(default_factory=Counter)
+    # camera -> suppression kind -> detections its suppressions dropped (the camera
+    # thread's own counter: one entry per camera from the start, read from any thread)
+    suppressed: dict[str, Counter[str]] = field(default_factory=dict)
+    suppression_rejects: Counter[str] = field(default_factory=Counter)  # messages, per reason
+
+    def suppressed_counts(self) -> dict[str, dict[str, int]]:
+        """The non-zero suppression counts, per camera (for logs)."""
+        return {
+            cam: {kind: n for kind, n in kinds.items() if n}
+            for cam, kinds in self.suppressed.items()
+            if any(kinds.values())
+        }
 
 
 class EdgeWorker:
@@ -82,6 +102,12 @@ class EdgeWorker:
         self.dead_sink: DeadLetterSink = dead_letters or MemoryDeadLetterSink()
         self.pace = pace
         self.stats = EdgeStats()
+        self.suppressions = SuppressionBook({c.camera_id: c.timezone for c in cfg.cameras})
+        self.suppression_feed = SuppressionFeed(
+            cfg.kafka, self.suppressions, client_id=f"streetwatch-{cfg.edge.box_id}-suppressions"
+        )
+        self.stats.suppression_rejects = self.suppression_feed.rejects
+        self.stats.suppressed = {c.camera_id: Counter() for c in cfg.cameras}
         self.stop_threads = threading.Event()
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
         self.registry = cfg.device_registry()
@@ -142,9 +168,11 @@ class EdgeWorker:
         ]
         delivered = asyncio.Event()  # set on stop: the forwarders empty their lanes, then end
         forwarding = [asyncio.create_task(f.run(delivered)) for f in self.forwarders]
-        sensor_tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._watch_disk())]
+        background: list[asyncio.Task[None]] = [asyncio.create_task(self._watch_disk())]
         if self.feed is not None:  # (the rules process lets time pass by itself)
-            sensor_tasks.append(asyncio.create_task(self._tick()))
+            background.append(asyncio.create_task(self._tick()))
+        if cameras:  # in the background: Kafka being down must not hold the start back
+            background.append(asyncio.create_task(self.suppression_feed.run()))
         cameras_task = asyncio.create_task(self._all_cameras(cameras))
         if subscribed is not None and not await asyncio.to_thread(subscribed.wait, 30):
             log.error(
@@ -166,9 +194,9 @@ class EdgeWorker:
         if self.sensors is not None:
             await asyncio.to_thread(self.sensors.stop)  # its last outputs are handed over
         await cameras_task
-        for task in sensor_tasks:
+        for task in background:
             task.cancel()
-        await asyncio.gather(*sensor_tasks, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         await self._drain(delivered, forwarding)
         await self.dead_sink.stop()
         await self.sink.stop()
@@ -179,12 +207,15 @@ class EdgeWorker:
             self.stats.readings = self.sensors.readings
             self.stats.rejects = Counter(self.sensors.rejects)
         log.info(
-            "event=stopped alerts=%d readings=%d rejects=%s dead_letters=%d camera_errors=%s",
+            "event=stopped alerts=%d readings=%d rejects=%s dead_letters=%d camera_errors=%s "
+            "suppressed=%s suppression_rejects=%s",
             self.stats.alerts,
             self.stats.readings,
             dict(self.stats.rejects),
             self.stats.dead_letters_sent,
             dict(self.stats.camera_errors),
+            self.stats.suppressed_counts(),
+            dict(self.stats.suppression_rejects),
         )
         return self.stats
 
@@ -321,7 +352,10 @@ class EdgeWorker:
         def status(s: SourceStatus) -> None:
             log_status(log, "camera", s)
 
-        worker = CameraWorker(cam, self.cfg, detector, self.evidence_dir, emit)
+        worker = CameraWorker(
+            cam, self.cfg, detector, self.evidence_dir, emit, suppressions=self.suppressions
+        )
+        self.stats.suppressed[cam.camera_id] = worker.suppressed  # (the key exists: no resize)
         options = StreamOptions(
             open_timeout_s=cam.stream.open_timeout_s,
             read_timeout_s=cam.stream.read_timeout_s,
@@ -358,7 +392,7 @@ class EdgeWorker:
             worker.finish()  # alerts already raised still go out, with their clips
         log.info(
             "event=camera_finished camera=%s decoded=%d analysed=%d detector_runs=%d alerts=%d "
-            "reconnects=%d stalls=%d evidence_frames=%s evidence_fallbacks=%d",
+            "reconnects=%d stalls=%d evidence_frames=%s evidence_fallbacks=%d suppressed=%s",
             cam.camera_id,
             source.frames_decoded if source else 0,
             worker.analysed,
@@ -368,4 +402,5 @@ class EdgeWorker:
             source.stalls if source else 0,
             evidence.frames if evidence else "-",
             worker.evidence_fallbacks,
+            {kind: n for kind, n in worker.suppressed.items() if n},
         )

@@ -204,10 +204,11 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
         assert parking[0].alert_count > 1
         kinds = [ev.kind for ev in parking[0].evidence]
         assert kinds.count(EvidenceKind.CLIP) == 1 and EvidenceKind.SNAPSHOT in kinds
+        assert kinds.count(EvidenceKind.FRAME) == 1  # the latest alert's undrawn frame
         for ev in parking[0].evidence:
             data = Path(ev.path).read_bytes()
             assert hashlib.sha256(data).hexdigest() == ev.sha256
-            if ev.kind is EvidenceKind.SNAPSHOT:
+            if ev.kind in (EvidenceKind.SNAPSHOT, EvidenceKind.FRAME):
                 assert data[:2] == b"\xff\xd8"  # a JPEG
             else:
                 assert data[4:8] == b"ftyp" and ev.media_type == "video/mp4"
