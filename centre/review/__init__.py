@@ -1,0 +1,1 @@
+"""The review workbench: video-patrol staff judge flagged cases (docs/review.md)."""
