@@ -31,6 +31,7 @@ bench: setup-test
 	$(VENV)/python -m bench.sensors
 	$(VENV)/python -m bench.dispatch
 	$(VENV)/python -m bench.outbox
+	$(VENV)/python -m bench.review
 
 docs:
 	$(VENV)/streetwatch docs --write docs

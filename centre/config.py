@@ -1,16 +1,19 @@
-"""Configuration of the central web services: ``[evidence]``.
+"""Configuration of the central web services: ``[evidence]``, ``[review]``.
 
-The evidence service validates this section and nothing else; a file may hold
-other services' sections too (the app shell, ``streetwatch.config``, checks a
-whole file).
+The evidence service and the review workbench validate these sections and
+nothing else; a file may hold other services' sections too (the app shell,
+``streetwatch.config``, checks a whole file).
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from centre.review.config import ReviewConfig
 from core.config import BaseUrl, ConfigError, Section, validate_sections
+from core.kafka import KafkaConfig
 from core.records import Sha256Hex, Slug
+from pipeline.config import StoreConfig
 
 #: what the edge uploads: snapshots, clips, the SVG charts of sensor readings
 MEDIA_TYPES = ("image/jpeg", "video/mp4", "image/svg+xml")
@@ -74,9 +77,16 @@ class EvidenceConfig(Section):
 
 
 class CentreServiceConfig(Section):
-    """Everything the central web services read from a config file."""
+    """Everything the central web services read from a config file.
+
+    The review workbench reads the case store (``[store]``) and the dispatch
+    topic, and writes status updates and suppressions (``[kafka]``).
+    """
 
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
 
 CENTRE_SECTIONS: frozenset[str] = frozenset(CentreServiceConfig.model_fields)

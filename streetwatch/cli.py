@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--fast", action="store_true", help="read the video as fast as possible")
     d.add_argument("--duration", type=float, default=120.0, help="stop after this many seconds")
     d.add_argument("--run-dir", type=Path, help="where brokers and workers write their logs")
+    d.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="after the run, keep the services (and the review workbench) running until Ctrl-C",
+    )
 
     e = sub.add_parser("edge", help="run the edge worker: cameras and sensors to alerts")
     e.add_argument("--config", type=Path, required=True)
@@ -135,6 +140,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     tok.add_argument("box_id")
 
+    rv = sub.add_parser("review", help="the review workbench for video-patrol staff")
+    rvs = rv.add_subparsers(dest="review_command", required=True)
+    rserve = rvs.add_parser("serve", help="serve the workbench ([review] host:port)")
+    rserve.add_argument("--config", type=Path, required=True)
+    add = rvs.add_parser(
+        "add-user", help="add a workbench user (the password is read from standard input)"
+    )
+    add.add_argument("--config", type=Path, required=True)
+    add.add_argument("username")
+    add.add_argument("--role", choices=["patrol", "supervisor", "admin"], default="patrol")
+    add.add_argument(
+        "--grid", action="append", default=[], help="a grid of the user's workstation (repeat)"
+    )
+    add.add_argument("--name", default="", help="the name shown in the workbench")
+    add.add_argument("--replace", action="store_true", help="change an existing user")
+    exp = rvs.add_parser(
+        "export-dataset",
+        help="write reviewed frames as a YOLO dataset (hard negatives from rejections)",
+    )
+    exp.add_argument("--config", type=Path, required=True)
+    exp.add_argument("out", type=Path)
+    exp.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        help="rejection reasons that make hard negatives (repeat; default wrong_object)",
+    )
+    exp.add_argument(
+        "--confirmed", action="store_true", help="also export confirmed cases as positives"
+    )
+
     c = sub.add_parser("check-config", help="validate a config file")
     c.add_argument("config", type=Path)
 
@@ -161,6 +197,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 pace="fast" if args.fast else "realtime",
                 duration=args.duration,
                 run_dir=run_dir,
+                keep_open=args.keep_open,
             )
         )
     except DemoError as exc:
@@ -351,6 +388,64 @@ def _evidence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review(args: argparse.Namespace) -> int:
+    cfg = load_centre_config(args.config)
+    _setup_logging(args.log_level)
+    if args.review_command == "add-user":
+        import getpass
+
+        from centre.review.db import Role, UserError, WorkbenchDb
+
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.username}: ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+        db = WorkbenchDb(cfg.review.db)
+        try:
+            user = db.add_user(
+                args.username,
+                password,
+                Role(args.role),
+                args.grid,
+                args.name,
+                replace=args.replace,
+            )
+        except UserError as exc:
+            print(f"streetwatch: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        finally:
+            db.close()
+        grids = ", ".join(user.grids) or "every grid"
+        print(f"user {user.username} ({user.role}, {grids}) saved in {cfg.review.db}")
+        return 0
+    if args.review_command == "export-dataset":
+        from centre.evidence_store import FilesystemEvidenceStore
+        from centre.review.dataset import export_dataset
+        from pipeline.store import open_store
+
+        with open_store(cfg.store.url) as store:
+            summary = export_dataset(
+                store.all_cases(),
+                FilesystemEvidenceStore(Path(cfg.evidence.store_dir)),
+                args.out,
+                reasons=frozenset(args.reason or ["wrong_object"]),
+                include_confirmed=args.confirmed,
+            )
+        print(summary)
+        return 0
+    from centre.review.serve import serve
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(cfg, stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def _dispatch_command(args: argparse.Namespace) -> int:
     cfg = load_dispatch_config(args.config)
     _setup_logging(args.log_level)
@@ -386,6 +481,8 @@ def _run(args: argparse.Namespace) -> int:
             return _cmd_replay(load_config(args.config), args)
         if args.command == "evidence":
             return _evidence(args)
+        if args.command == "review":
+            return _review(args)
         if args.command == "edge":
             cfg = load_edge_config(args.config)
             _setup_logging(args.log_level)

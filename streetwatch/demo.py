@@ -1,11 +1,15 @@
 """``streetwatch demo``: the whole path on one machine, on embedded defaults.
 
 Starts a Tansu (Kafka API) broker and mosquitto on free 127.0.0.1 ports,
-the dispatch worker (faust) as a child process, the edge worker in this
-process on the demo camera, and a simulated water-level gauge; prints every
-case event published on the dispatch topic; stops after ``duration`` seconds,
-on Ctrl-C, or once every camera has ended and every alert has reached the
-dispatch topic. Every child is stopped on the way out.
+the evidence service, the dispatch worker (faust) and the review workbench
+as child processes, the edge worker in this process on the demo camera, and a
+simulated water-level gauge; prints the workbench's address and a demo
+user's password, and every case event published on the dispatch topic;
+stops after ``duration`` seconds, on Ctrl-C, or once every camera has ended
+and every alert has reached the dispatch topic. With ``keep_open`` the
+services then keep running until Ctrl-C, so the cases can be reviewed in the
+workbench (they stay filed until someone judges them). Every child is
+stopped on the way out.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from zoneinfo import ZoneInfo
 
 from centre.config import CENTRE_SECTIONS, EvidenceBoxConfig
 from centre.evidence_service import new_token, token_digest
+from centre.review.db import Role, WorkbenchDb
 from core.kafka import ensure_topics
-from core.records import Alert, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
+from core.records import Alert, CaseEvent
 from edge.alert_sink import KafkaAlertSink, RecordingSink
 from edge.dead_letters import KafkaDeadLetterSink
 from edge.worker import EdgeWorker
@@ -35,7 +40,6 @@ from ingest.video_file import Pace
 from pipeline.config import DISPATCH_SECTIONS
 from pipeline.dedup import shows
 from pipeline.dispatch_tail import case_events, describe
-from pipeline.status_topic import publish_updates
 from streetwatch.brokers import start_mosquitto, start_tansu
 from streetwatch.config import Config
 from streetwatch.processes import Child, free_port, wait_for_port
@@ -78,6 +82,28 @@ def _with_evidence_service(cfg: Config, run_dir: Path) -> Config:
     )
 
 
+DEMO_USER = "demo"
+
+
+def _with_workbench(cfg: Config, run_dir: Path) -> tuple[Config, str]:
+    """The review workbench on a free port, its database in ``run_dir`` with one demo
+    user (a supervisor, every grid); the config and that user's password."""
+    cfg = cfg.model_copy(
+        update={
+            "review": cfg.review.model_copy(
+                update={"port": free_port(), "db": str(run_dir / "review.db")}
+            )
+        }
+    )
+    password = secrets.token_urlsafe(9)
+    db = WorkbenchDb(cfg.review.db)
+    try:
+        db.add_user(DEMO_USER, password, Role.SUPERVISOR, display_name="演示用户", replace=True)
+    finally:
+        db.close()
+    return cfg, password
+
+
 def _with_brokers(cfg: Config, kafka: str, mqtt_port: int, run_dir: Path) -> Config:
     return cfg.model_copy(
         update={
@@ -110,6 +136,7 @@ async def run_demo(
     duration: float,
     run_dir: Path,
     out: TextIO = sys.stdout,
+    keep_open: bool = False,
 ) -> int:
     _check_inputs(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +153,7 @@ async def run_demo(
         brokers.append(mosquitto)
         cfg = _with_brokers(cfg, tansu.address, mosquitto.port, run_dir)
         cfg = _with_evidence_service(cfg, run_dir)
+        cfg, password = _with_workbench(cfg, run_dir)
         # each central service gets its own sections only, as on a central machine
         config_path = run_dir / "dispatch.json"
         config_path.write_text(cfg.model_dump_json(include=set(DISPATCH_SECTIONS), indent=2))
@@ -152,7 +180,31 @@ async def run_demo(
             log=run_dir / "dispatch.log",
         )
         children.append(dispatch)
-        return await _run(cfg, pace, duration, stop, dispatch, out)
+        workbench = Child(
+            "review",
+            [sys.executable, "-m", "streetwatch.cli", "review", "serve", "--config",
+             str(centre_path)],
+            log=run_dir / "review.log",
+        )  # fmt: skip
+        children.append(workbench)
+        wait_for_port(cfg.review.port, 30, workbench.proc)
+        print(
+            f"review workbench: http://{cfg.review.host}:{cfg.review.port}/ "
+            f"(user {DEMO_USER}, password {password})",
+            file=out,
+            flush=True,
+        )
+        status = await _run(cfg, pace, duration, stop, dispatch, out)
+        if keep_open and not stop.is_set():
+            print(
+                f"\nthe demo's services keep running: review the cases at "
+                f"http://{cfg.review.host}:{cfg.review.port}/ (user {DEMO_USER}, password "
+                f"{password}); Ctrl-C stops them",
+                file=out,
+                flush=True,
+            )
+            await stop.wait()
+        return status
     finally:
         for child in reversed(children):
             child.stop()
@@ -165,6 +217,7 @@ async def run_demo(
 async def _run(
     cfg: Config, pace: Pace, duration: float, stop: asyncio.Event, dispatch: Child, out: TextIO
 ) -> int:
+    run_stop = asyncio.Event()  # this run's inputs and tail; ``stop`` is Ctrl-C
     sink = RecordingSink(KafkaAlertSink(cfg.kafka, cfg.site_map()))
     k = cfg.kafka
     dead = KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions)
@@ -177,14 +230,11 @@ async def _run(
 
     async def tail() -> None:
         nonlocal last_event
-        async for _raw, event in case_events(cfg.kafka, stop):
+        async for _raw, event in case_events(cfg.kafka, run_stop):
             if event.case_id not in cases or event.version > cases[event.case_id].version:
                 cases[event.case_id] = event
             last_event = time.monotonic()
             print(describe(event, tz), file=out, flush=True)
-            if event.type is CaseEventType.OPENED:
-                # play the dispatch system: send each new case to its owner
-                await publish_updates(cfg.kafka, [_dispatched(event)])
 
     tail_task = asyncio.create_task(tail())
     await edge.ready.wait()
@@ -229,7 +279,7 @@ async def _run(
     stop_edge.set()
     stats = await edge_task
     await asyncio.sleep(0.5)
-    stop.set()
+    run_stop.set()
     await tail_task
     sim_thread.join(5)
     missing = undelivered(sink, cases)
@@ -265,18 +315,6 @@ def undelivered(sink: RecordingSink, cases: dict[str, CaseEvent]) -> list[Alert]
     """The alerts sent that no case on the dispatch topic shows yet (held ones come
     out with the next change or after ``[dedup] coalesce_s``)."""
     return [a for a in sink.published.values() if not any(shows(e.case, a) for e in cases.values())]
-
-
-def _dispatched(event: CaseEvent) -> StatusUpdate:
-    owner = event.case.route.owner if event.case.route else ""
-    return StatusUpdate(
-        update_id=f"demo-dispatch-{event.case_id}",
-        case_id=event.case_id,
-        status=CaseStatus.DISPATCHED,
-        at=event.case.filed_at,
-        by=owner,
-        note="demo: dispatched to the owning department",
-    )
 
 
 def default_run_dir() -> Path:

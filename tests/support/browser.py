@@ -18,8 +18,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from playwright.async_api import Browser
     from playwright.sync_api import BrowserContext
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -154,6 +155,23 @@ def chromium() -> Iterator[BrowserContext]:
             yield context
         finally:
             context.close()
+
+
+@asynccontextmanager
+async def async_chromium() -> AsyncIterator[Browser]:
+    """A headless Chromium for asyncio tests; each ``new_context()`` is a fresh profile
+    (so two reviewers can be signed in side by side)."""
+    executable = require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @dataclass(frozen=True)
