@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -62,7 +62,7 @@ from edge.motion import WHOLE, Box, MotionGate
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
 from edge.snapshot import annotate, write_frame, write_snapshot
-from edge.suppressions import RateLimit, SuppressionBook, suppress
+from edge.suppressions import LiveSuppression, RateLimit, SuppressionBook, suppress
 from edge.tracker import IouTracker, Tracks
 from edge.zones import Zone
 from ingest.evidence_stream import EvidenceStream
@@ -116,6 +116,7 @@ class CameraWorker:
         # so that another thread may read it while this one counts
         self.suppressed: Counter[str] = Counter({k.value: 0 for k in SuppressionKind})
         self._suppressed_log = RateLimit()
+        self._live_ids: set[str] = set()  # the suppressions in force at the last frame
         self.masks = [Zone(f"mask-{i}", m) for i, m in enumerate(cam.ignore_masks)]
         m = cam.motion
         self.gate = (
@@ -279,10 +280,11 @@ class CameraWorker:
     def _unsuppressed(self, frame: Frame, dets: Detections) -> dict[str, Detections]:
         """Per place of this camera's rules, the detections no live suppression hides
         (places with nothing hidden may be missing: their rules see ``dets``)."""
-        if self.suppressions is None or not len(dets):
+        if self.suppressions is None:
             return {}
         live = self.suppressions.live(self.cam.camera_id, frame.captured_at)
-        if not live:
+        self._forget_newly_suppressed(live)
+        if not live or not len(dets):
             return {}
         h, w = frame.image.shape[:2]
         result = suppress(live, self.place_zones, frame.captured_at, dets, (w, h))
@@ -300,6 +302,17 @@ class CameraWorker:
                     since,
                 )
         return result.kept
+
+    def _forget_newly_suppressed(self, live: Sequence[LiveSuppression]) -> None:
+        """A place that gained a suppression starts afresh: its rules forget what they
+        held (a van standing for minutes would otherwise keep its dwell through the
+        rules' grace and raise once more after the suppression arrived)."""
+        ids = {s.record.suppression_id for s in live}
+        added = {s.record.place_id for s in live if s.record.suppression_id not in self._live_ids}
+        self._live_ids = ids
+        for bound in self.rules:
+            if bound.place.place_id in added:
+                bound.rule.reset()
 
     def _clips_from_analysed_frames(self) -> bool:
         if self.evidence is None:

@@ -361,6 +361,23 @@ def test_a_camera_stops_alerting_for_the_masked_place_and_goes_on_for_the_other(
     ]
 
 
+def test_a_place_that_gains_a_suppression_forgets_what_its_rules_held(tmp_path: Path) -> None:
+    """Without this, a van standing for minutes keeps its dwell through the rules' grace
+    and raises once more after the mask arrived."""
+    book = SuppressionBook({CAM: TZ})
+    alerts: list[Alert] = []
+    worker = two_place_worker(tmp_path, book, alerts)
+    for f in frames(10):
+        worker.process(f)
+    held = [b.rule for b in worker.rules if b.place.place_id == "a"]
+    assert held and all(r.last_fired is not None for r in held)
+    whole = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    book.update(message(1, sup("mask-a", place="a", polygon=whole)))
+    worker.process(frames(11, start=10)[0])
+    assert all(r.last_fired is None for r in held)  # reset: the episode ended
+    assert all(b.rule.last_fired is not None for b in worker.rules if b.place.place_id == "b")
+
+
 def test_every_camera_alert_carries_the_analysed_frame_undrawn(tmp_path: Path) -> None:
     alerts: list[Alert] = []
     worker = two_place_worker(tmp_path, SuppressionBook({CAM: TZ}), alerts)

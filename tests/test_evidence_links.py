@@ -80,5 +80,5 @@ def test_links_are_signed_for_the_evidence_service_and_the_same_on_every_publish
 
 def test_no_base_url_no_links() -> None:
     assert EvidenceLinks.from_config(EvidenceLinksConfig()) is None
-    assert Case.model_fields["schema_version"].default == 2
+    assert Case.model_fields["schema_version"].default == 3
     assert timedelta(days=EvidenceLinksConfig().ttl_days) == timedelta(days=30)

@@ -293,6 +293,7 @@ async def test_patrol_staff_review_cases_and_a_rejection_silences_the_edge(
             (mask,) = message.suppressions
             assert mask.kind is SuppressionKind.MASK and mask.place_id == "bay-van"
             assert mask.case_id == van.case_id and mask.created_by == "patrol1"
+            assert mask.labels == ()  # every class: the van is a truck one frame, a bus the next
             assert [round(x, 2) for x, _ in mask.polygon] == [0.76, 0.95, 0.95, 0.76]
 
             # -- the running edge box applies it: nothing more for the van, the car goes on

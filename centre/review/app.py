@@ -46,6 +46,7 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -320,12 +321,24 @@ def create_app(
         https_only=cfg.review.secure_cookies,
     )
     csrf_key = hmac.new(secret, b"csrf", hashlib.sha256).hexdigest()
+
+    async def csrf_failed(scope: Scope, send: Send, message_id: object) -> None:
+        wb.refuse("csrf")
+        log.warning(
+            "event=write_refused reason=csrf path=%s detail=%s", scope.get("path"), message_id
+        )
+        response = Response(
+            "CSRF token missing or wrong: reload the page and try again", status_code=403
+        )
+        await response(scope, _no_body, send)
+
     app.add_middleware(
         asgi_csrf,
         signing_secret=csrf_key,
         always_protect={"/login"},
         cookie_secure=cfg.review.secure_cookies,
         always_set_cookie=True,
+        send_csrf_failed=csrf_failed,
     )
     app.add_middleware(WriteBodies)
     app.add_middleware(ServerTiming)
@@ -339,6 +352,26 @@ def create_app(
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return JSONResponse({"error": "sign in first"}, status_code=401)
 
+    @app.exception_handler(StarletteHTTPException)  # the app's refusals and the router's 404s
+    async def _refused(request: Request, exc: StarletteHTTPException) -> Response:
+        wb.refuse(f"http_{exc.status_code}")
+        log.warning(
+            "event=request_refused status=%d method=%s path=%s detail=%s",
+            exc.status_code,
+            request.method,
+            request.url.path,
+            exc.detail,
+        )
+        if "text/html" in request.headers.get("accept", ""):
+            words = words_for(request)
+            return templates.TemplateResponse(
+                request,
+                "error.html",
+                {"w": words, "lang": words.language, "csrftoken": "", "detail": exc.detail},
+                status_code=exc.status_code,
+            )
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable) -> Response:
         wb.refuse("kafka_unavailable")
@@ -346,6 +379,10 @@ def create_app(
         return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "2"})
 
     return app
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 async def _connect(wb: Workbench, stop: asyncio.Event) -> None:
@@ -819,7 +856,11 @@ def _suppression(
             kind=skind,
             camera_id=camera,
             place_id=case.place.place_id,
-            labels=tuple(sorted({x.strip() for x in labels if x.strip()})),
+            # a mask or hours hide every class there (a van seen as a truck one frame and
+            # a bus the next is still the van); only muting names classes
+            labels=tuple(sorted({x.strip() for x in labels if x.strip()}))
+            if skind is SuppressionKind.MUTE_CLASS
+            else (),
             polygon=tuple(points),
             hours=tuple(h.strip() for h in hours.split(",") if h.strip()),
             case_id=case.case_id,
