@@ -43,14 +43,13 @@ from core.records import (
     GridRef,
     Place,
     Route,
-    SlaStage,
-    StageClock,
 )
 from pipeline.cloudevents import case_event_bytes
 from pipeline.store import Change, open_store
 from streetwatch.brokers import start_tansu
 from tests.support import review
 from tests.support.browser import chromium
+from tests.support.cases import clocks
 
 GRIDS = ("曹杨新村街道", "长风新村街道", "甘泉路街道", "宜川路街道", "石泉路街道")
 CATEGORIES = (
@@ -79,16 +78,6 @@ new MutationObserver((muts) => {
 
 def make_case(i: int, now: datetime) -> Case:
     filed = now - timedelta(seconds=(i * 17) % (2 * 86400))
-    spans = {SlaStage.DISPATCH: 10, SlaStage.ON_SITE: 60, SlaStage.FEEDBACK: 24 * 60}
-    clocks = tuple(
-        StageClock(
-            stage=stage,
-            started_at=filed,
-            yellow_at=filed + timedelta(minutes=0.8 * m),
-            due_at=filed + timedelta(minutes=m),
-        )
-        for stage, m in spans.items()
-    )
     grid = GRIDS[i % len(GRIDS)]
     site = f"site-{i:05d}"
     return Case(
@@ -108,7 +97,7 @@ def make_case(i: int, now: datetime) -> Case:
         sources={f"camera:cam-{i % 40}": filed},
         evidence=(),
         route=Route(owner="城管中队", urgency=1 + i % 4, matched="m"),
-        sla=clocks,
+        sla=clocks(filed),
         version=1,
     )
 

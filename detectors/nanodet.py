@@ -9,7 +9,7 @@ softmax expectation times the stride, measured from the cell centre).
 
 The shared options (threads, thresholds, NMS IoU, ``classes`` allow-list,
 ``class_thresholds``) come from :class:`detectors.options.DetectorOptions`;
-class names are the 80 COCO names of :mod:`detectors.coco`.
+class names are the 80 COCO names of :mod:`core.coco`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
+from core.coco import COCO_CLASSES
 from detectors.base import DETECTORS, Detector, Frame
-from detectors.coco import COCO_CLASSES
 from detectors.detections import Detections, FloatArray
 from detectors.model_file import verified_model
 from detectors.onnx_session import cpu_session

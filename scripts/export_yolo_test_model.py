@@ -4,7 +4,7 @@
 
 Runs inside the isolated export venv (torch + ultralytics), not the project's
 .venv. Writes ``OUT.onnx`` and, beside it, ``OUT.names`` (the 80 COCO class
-names of ``detectors/coco.py``, one per line, the model's class order).
+names of ``core/coco.py``, one per line, the model's class order).
 
 ``YOLO("yolov8n.yaml")`` builds the architecture from the yaml inside the
 ultralytics wheel: nothing is downloaded. The weights are torch's random
@@ -33,7 +33,7 @@ def main(out: Path) -> None:
     import torch
     from ultralytics import YOLO
 
-    from detectors.coco import COCO_CLASSES  # plain data module, no dependencies
+    from core.coco import COCO_CLASSES  # plain data module, no dependencies
 
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)

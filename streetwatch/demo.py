@@ -159,13 +159,15 @@ async def run_demo(
         config_path.write_text(cfg.model_dump_json(include=set(DISPATCH_SECTIONS), indent=2))
         centre_path = run_dir / "centre.json"
         centre_path.write_text(cfg.model_dump_json(include=set(CENTRE_SECTIONS), indent=2))
-        evidence = Child(
-            "evidence",
-            [sys.executable, "-m", "streetwatch.cli", "evidence", "serve", "--config",
-             str(centre_path)],
-            log=run_dir / "evidence.log",
-        )  # fmt: skip
-        children.append(evidence)
+
+        def start(name: str, *args: str) -> Child:
+            started = Child(
+                name, [sys.executable, "-m", "streetwatch.cli", *args], log=run_dir / f"{name}.log"
+            )
+            children.append(started)
+            return started
+
+        evidence = start("evidence", "evidence", "serve", "--config", str(centre_path))
         wait_for_port(cfg.evidence.port, 30, evidence.proc)
         print(
             f"brokers: kafka {tansu.address}, mqtt 127.0.0.1:{mosquitto.port}; evidence "
@@ -174,19 +176,8 @@ async def run_demo(
             flush=True,
         )
         await ensure_topics(cfg.kafka)
-        dispatch = Child(
-            "dispatch",
-            [sys.executable, "-m", "streetwatch.cli", "dispatch", "--config", str(config_path)],
-            log=run_dir / "dispatch.log",
-        )
-        children.append(dispatch)
-        workbench = Child(
-            "review",
-            [sys.executable, "-m", "streetwatch.cli", "review", "serve", "--config",
-             str(centre_path)],
-            log=run_dir / "review.log",
-        )  # fmt: skip
-        children.append(workbench)
+        dispatch = start("dispatch", "dispatch", "--config", str(config_path))
+        workbench = start("review", "review", "serve", "--config", str(centre_path))
         wait_for_port(cfg.review.port, 30, workbench.proc)
         print(
             f"review workbench: http://{cfg.review.host}:{cfg.review.port}/ "

@@ -20,7 +20,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from centre.evidence_store import FilesystemEvidenceStore
-from centre.review.dataset import COCO_NAMES, MARKER, check_layout, export_dataset
+from centre.review.dataset import MARKER, check_layout, export_dataset
+from core.coco import COCO_CLASSES
 from core.records import (
     BoundingBox,
     Case,
@@ -29,7 +30,6 @@ from core.records import (
     Evidence,
     EvidenceKind,
 )
-from detectors.coco import COCO_CLASSES
 from tests.support.cases import T0, make_case
 
 W, H = 640, 480
@@ -100,11 +100,6 @@ def framed(store: FilesystemEvidenceStore, seed: int) -> tuple[Evidence, ...]:
 def where(out: Path) -> dict[str, str]:
     """Case id -> split, from the files an export wrote."""
     return {p.stem: p.parent.name for p in out.glob("images/*/*.jpg")}
-
-
-def test_names_are_the_detectors_coco_names() -> None:
-    assert list(COCO_NAMES) == list(COCO_CLASSES)
-    assert len(COCO_NAMES) == 80
 
 
 def test_negatives_get_empty_labels_and_the_rest_is_counted(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detectors.coco import COCO_CLASSES
+from core.coco import COCO_CLASSES
 from detectors.letterbox import PAD_VALUE, letterbox, stretch
 from detectors.model_file import ModelFileError
 from detectors.options import (

@@ -44,8 +44,8 @@ empty and has no marker is refused (:class:`ValueError`): it is not ours to
 overwrite. Files are written whole (temporary file, rename); an export that
 is interrupted is finished by running it again.
 
-The centre does not import the detector stack, so the COCO names are kept
-here as data; a test keeps them equal to ``detectors.coco.COCO_CLASSES``.
+``data.yaml`` names the 80 COCO classes (``core.coco``, the list the bundled
+detectors use), so class ids mean the same in the labels as in the alerts.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from typing import Any
 from PIL import Image
 
 from centre.evidence_store import EvidenceStore
+from core.coco import COCO_CLASSES
 from core.records import Case, CaseStatus, DetectionRecord, Evidence, EvidenceKind
 
 MARKER = ".streetwatch-dataset"
@@ -85,20 +86,7 @@ CONFIRMED = frozenset(
 _SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _DIGITS = 6  # decimals of a normalised coordinate (a millionth of the frame)
 
-COCO_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
-    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
-    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
-    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
-    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
-    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
-    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-    "toothbrush",
-)  # fmt: skip
-"""The 80 COCO class names by class id: a copy of ``detectors.coco.COCO_CLASSES``."""
+COCO_NAMES = COCO_CLASSES  # the names by class id, as the bundled detectors use them
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from core.coco import COCO_CLASSES
 from core.records import Alert, GridRef, Place, SourceKind
-from detectors.coco import COCO_CLASSES
 from detectors.detections import Detections
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
