@@ -11,14 +11,16 @@ drawn on the snapshot: the rejection reaches the case store and the dispatch
 topic, the suppression reaches the running edge box, which raises nothing
 more for the van while the car's place still alerts. The car's case is
 confirmed with one key and is dispatched on the dispatch topic; two sensor
-cases are merged. Screenshots of the queue and a case page (zh-CN) are saved
-in ``var/screenshots/``.
+cases are merged. The rejected frame is exported as a YOLO hard negative.
+Screenshots of the queue and a case page (zh-CN) are saved in
+``var/screenshots/``.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ from playwright.async_api import Page
 
 from centre.evidence_service import new_token, token_digest
 from centre.evidence_store import FilesystemEvidenceStore
+from centre.review.dataset import check_layout
 from core.kafka import ensure_topics
 from core.records import (
     Alert,
@@ -355,6 +358,22 @@ async def test_patrol_staff_review_cases_and_a_rejection_silences_the_edge(
                 30,
             )
             assert dispatch.cases()[fold.case_id].merged_into == keep.case_id
+
+            # -- the reviewed frames exported for retraining ------------------------------
+            out = tmp_path / "dataset"
+            argv = ["review", "export-dataset", "--config", str(config), str(out), "--confirmed"]
+            exported = subprocess.run(
+                [sys.executable, "-m", "streetwatch.cli", *argv],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert exported.returncode == 0, exported.stderr
+            assert check_layout(out) == []
+            labels = {p.stem: p.read_text() for p in out.glob("labels/*/*.txt")}
+            assert set(labels) == {van.case_id, car.case_id}
+            assert labels[van.case_id] == ""  # a hard negative: the detector was wrong
+            assert labels[car.case_id].startswith("2 ")  # confirmed: COCO class 2, a car
 
             # -- the audit trail, and the English switch ------------------------------------
             await ann.goto(f"{wb.url}/cases/{van.case_id}")
