@@ -63,7 +63,7 @@ HELPER=scripts/export_yolo_test_model.py
 # export date stripped); a different one is reported, not fatal.
 EXPECTED_SHA256=47944b549bae2addbd6669b189eed3598e3ed38a5640ac559830e7084610e194
 
-recipe=$(cat "$0" "$HELPER" detectors/coco.py | sha256sum | cut -c1-64)
+recipe=$(cat "$0" "$HELPER" core/coco.py | sha256sum | cut -c1-64)
 if [ -f "$STAMP" ] && [ -f "$MODEL.sha256" ] && [ -f "${MODEL%.onnx}.names" ] \
   && [ "$(sed -n 1p "$STAMP")" = "recipe $recipe" ] \
   && (cd "$OUT_DIR" && sha256sum -c --quiet "$(basename "$MODEL").sha256" 2>/dev/null); then

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
+import json
+import os
 import shutil
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from core.records import (
     EvidenceKind,
 )
 from tests.support.cases import T0, make_case
+from tests.support.paths import ROOT
 
 W, H = 640, 480
 
@@ -321,14 +325,67 @@ def test_check_layout_names_what_is_broken(store: FilesystemEvidenceStore, tmp_p
     assert len(problems) == 5
 
 
-def test_ultralytics_accepts_the_export(store: FilesystemEvidenceStore, tmp_path: Path) -> None:
-    utils = pytest.importorskip("ultralytics.data.utils")
-    cases = [
-        reviewed(f"u{i}", CaseStatus.REJECTED, "wrong_object", evidence=framed(store, i))
-        for i in range(4)
+#: the isolated venv ``scripts/export_yolo_test_model.sh`` makes (``make test`` runs it):
+#: ultralytics 8.4.190 on a CPU torch, kept out of the project's venv
+ULTRALYTICS_PYTHON = ROOT / ".cache" / "yolo-export-venv" / "bin" / "python"
+READ_BACK = """
+import json, sys
+import ultralytics.data.utils as utils
+from ultralytics.data.dataset import YOLODataset
+# check_font fetches a font for plots (and needs matplotlib): no part of the dataset check
+utils.check_font = lambda *args, **kwargs: None
+data = utils.check_det_dataset(sys.argv[1])
+seen = {}
+for split in ("train", "val"):
+    ds = YOLODataset(img_path=data[split], data=data, task="detect", augment=False)
+    for lb in ds.labels:
+        name = lb["im_file"].rsplit("/", 1)[-1]
+        seen[name] = [split, lb["shape"], lb["cls"].ravel().astype(int).tolist()]
+print(json.dumps({"nc": data["nc"], "images": seen}))
+"""
+
+
+def test_ultralytics_reads_the_export_as_a_detection_dataset(
+    store: FilesystemEvidenceStore, tmp_path: Path
+) -> None:
+    """ultralytics' own dataset check and label loader, in its own venv."""
+    if not ULTRALYTICS_PYTHON.is_file():
+        pytest.fail(f"{ULTRALYTICS_PYTHON} is missing: run scripts/export_yolo_test_model.sh")
+    negatives = [
+        reviewed(f"n{i}", CaseStatus.REJECTED, "wrong_object", evidence=framed(store, i))
+        for i in range(3)
+    ]
+    positives = [
+        reviewed(
+            f"p{i}",
+            CaseStatus.DISPATCHED,
+            evidence=framed(store, 10 + i),
+            detections=(det("car", (100, 80, 300, 200)), det("person", (400, 50, 450, 220))),
+        )
+        for i in range(3)
     ]
     out = tmp_path / "ds"
-    export_dataset(cases, store, out)
-    data = utils.check_det_dataset(str(out / "data.yaml"))
-    assert data["nc"] == 80
-    assert Path(data["val"]) == out.resolve() / "images" / "val"
+    export_dataset([*negatives, *positives], store, out, include_confirmed=True)
+    env = {
+        **os.environ,
+        "YOLO_OFFLINE": "true",
+        "YOLO_AUTOINSTALL": "false",
+        "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics-settings"),
+    }
+    done = subprocess.run(
+        [str(ULTRALYTICS_PYTHON), "-c", READ_BACK, str(out / "data.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    read = json.loads(done.stdout.strip().splitlines()[-1])
+    assert read["nc"] == 80
+    images = read["images"]
+    assert len(images) == 6 and {split for split, _, _ in images.values()} == {"train", "val"}
+    for case in negatives:
+        assert images[f"{case.case_id}.jpg"][2] == []  # a background image
+    for case in positives:
+        _, shape, classes = images[f"{case.case_id}.jpg"]
+        assert shape == [H, W] and sorted(classes) == [0, 2]  # person, car
