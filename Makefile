@@ -32,6 +32,8 @@ bench: setup-test
 	$(VENV)/python -m bench.dispatch
 	$(VENV)/python -m bench.outbox
 	$(VENV)/python -m bench.review
+	$(VENV)/python -m bench.privacy
+	$(VENV)/python -m bench.box
 
 docs:
 	$(VENV)/streetwatch docs --write docs

@@ -68,7 +68,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from core.kafka import create_topics
+from core.kafka import KafkaConfig, create_topics
 from core.records import Alert, Place, SourceKind
 from streetwatch.brokers import start_tansu
 from streetwatch.config import Config, parse_config
@@ -179,7 +179,7 @@ async def produce(
 async def raw_rate(bootstrap: str, topic: str, n: int, broker: int) -> Measured:
     """Messages/s for consume + produce one message each, acks=all, batched acknowledgements."""
     out = f"raw-out-{uuid.uuid4().hex[:6]}"
-    await create_topics(bootstrap, [out], 4)
+    await create_topics(KafkaConfig(bootstrap=bootstrap), [out], 4)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -339,7 +339,7 @@ async def worker_rate(
     cfg = worker_config(tmp, bootstrap, alerts_topic, partitions, tag, coalesce)
     k = cfg.kafka
     await create_topics(
-        bootstrap, [alerts_topic, k.dispatch_topic, k.status_topic, k.dead_letter_topic], partitions
+        k, [alerts_topic, k.dispatch_topic, k.status_topic, k.dead_letter_topic], partitions
     )
     path = tmp / f"{tag}.json"
     path.write_text(cfg.model_dump_json())
@@ -362,7 +362,7 @@ async def forward_rate(
 ) -> Measured:
     tag = f"fwd-{uuid.uuid4().hex[:6]}"
     inp, out = f"in-{tag}", f"out-{tag}"
-    await create_topics(bootstrap, [inp, out], partitions)
+    await create_topics(KafkaConfig(bootstrap=bootstrap), [inp, out], partitions)
     cmd = [sys.executable, "-m", "bench.faust_forward", bootstrap, inp, out, tag, str(partitions)]
     procs = [Child("forward", cmd, log=tmp / f"{tag}.log")]
     return await settled_rate(bootstrap, inp, out, procs, n, sites, 6.0, broker)
@@ -388,7 +388,7 @@ async def main(args: argparse.Namespace) -> None:
             for r in range(args.rounds):
                 print(f"round {r + 1} of {args.rounds}", flush=True)
                 topic = f"input-{uuid.uuid4().hex[:6]}"
-                await create_topics(b, [topic], args.partitions)
+                await create_topics(KafkaConfig(bootstrap=b), [topic], args.partitions)
                 await produce(b, topic, make_alerts(args.alerts, args.sites))
                 n, sites, parts = args.alerts, args.sites, args.partitions
                 pid = tansu.child.proc.pid

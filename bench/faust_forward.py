@@ -16,11 +16,13 @@ from typing import Any
 
 import faust
 
+from core.kafka import KafkaConfig
 from pipeline.app import BATCH, BATCH_WITHIN_S, faust_settings, quiet_worker
 
 
 def forward_app(bootstrap: str, inp: str, out: str, app_id: str, partitions: int) -> faust.App:
-    app = faust.App(app_id, **faust_settings(bootstrap, partitions, 6.0), datadir=f"/tmp/{app_id}")
+    kafka = KafkaConfig(bootstrap=bootstrap, partitions=partitions)
+    app = faust.App(app_id, **faust_settings(kafka, 6.0), datadir=f"/tmp/{app_id}")
     source = app.topic(inp, key_serializer="raw", value_serializer="raw", partitions=partitions)
 
     @app.agent(source)

@@ -131,7 +131,7 @@ async def through_outbox(
 
 async def drain(bootstrap: str, alerts: list[Alert], folder: Path) -> tuple[float, bool]:
     topic = f"drain-{uuid.uuid4().hex[:6]}"
-    await create_topics(bootstrap, [topic], 1)
+    await create_topics(KafkaConfig(bootstrap=bootstrap), [topic], 1)
     box = Outbox(folder / f"backlog-{uuid.uuid4().hex[:6]}.db")
     for batch in batches(alerts, 500):  # built while the uplink was down
         box.put_records(batch)
@@ -175,7 +175,7 @@ async def main(args: argparse.Namespace) -> None:
         tansu = start_tansu(folder)
         try:
             topic = f"alerts-{uuid.uuid4().hex[:6]}"
-            await create_topics(tansu.address, [topic], 4)
+            await create_topics(KafkaConfig(bootstrap=tansu.address), [topic], 4)
             await direct(tansu.address, topic, make_alerts(2000, "warm"), args.batch)
             best: dict[str, float] = {"direct": 0.0, "ceiling": 0.0, "outbox": 0.0, "drain": 0.0}
             in_order = True

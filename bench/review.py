@@ -29,7 +29,6 @@ import asyncio
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from streetwatch.brokers import start_tansu
 from tests.support import review
 from tests.support.browser import chromium
 from tests.support.cases import clocks
+from tests.support.kafka_helpers import fresh_kafka
 
 GRIDS = ("曹杨新村街道", "长风新村街道", "甘泉路街道", "宜川路街道", "石泉路街道")
 CATEGORIES = (
@@ -212,15 +212,7 @@ async def run(args: argparse.Namespace) -> None:
         broker = start_tansu(tmp / "tansu")
         wb = None
         try:
-            run_id = uuid.uuid4().hex[:8]
-            kafka = KafkaConfig(
-                bootstrap=broker.address,
-                alerts_topic=f"alerts-{run_id}",
-                dispatch_topic=f"dispatch-{run_id}",
-                status_topic=f"status-{run_id}",
-                suppression_topic=f"suppressions-{run_id}",
-                partitions=2,
-            )
+            kafka = fresh_kafka(broker.address)
             await ensure_topics(kafka)
             store_url = f"sqlite:///{tmp / 'cases.db'}"
             started = time.perf_counter()

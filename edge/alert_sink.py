@@ -38,7 +38,7 @@ class KafkaAlertSink:
     def __init__(self, cfg: KafkaConfig, sites: SiteMap | None = None) -> None:
         self.cfg = cfg
         self.sites = sites or SiteMap(())
-        self.producer = reliable_producer(cfg.bootstrap)
+        self.producer = reliable_producer(cfg)
         self.sent = 0
 
     async def start(self) -> None:

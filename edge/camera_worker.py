@@ -36,6 +36,10 @@ and stops it). Detection still runs on ``url`` (the sub-stream), but
   pixel coordinates, those of the zones in the config.
 
 Without ``evidence_url`` nothing changes.
+
+Camera health: every frame also goes to the camera's
+:class:`~edge.camera_health.CameraHealth` (:attr:`CameraWorker.health`),
+whose frozen, covered and moved alerts leave with the rules' alerts, in order.
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ from core.records import Alert, Evidence, Place, SourceKind, SuppressionKind
 from core.timefmt import local_time
 from detectors.base import Detector
 from detectors.detections import Detections, box_iou
+from edge.camera_health import CameraHealth, fingerprint, health_place
 from edge.clip_recorder import ClipRecorder
 from edge.config import CameraConfig, EdgeServiceConfig
 from edge.motion import WHOLE, Box, MotionGate
+from edge.privacy import Image, Redactor
 from edge.rules.base import Firing, ZoneRule
 from edge.rules.registry import build_rule
 from edge.snapshot import annotate, write_frame, write_snapshot
@@ -132,6 +138,11 @@ class CameraWorker:
             if m.enabled
             else None
         )
+        self.privacy = (  # faces blurred in the evidence that leaves the box (edge/privacy.py)
+            Redactor(cam.privacy, self.evidence_dir, keep_originals=cfg.edge.originals_keep_h > 0)
+            if cam.privacy.blur_faces
+            else None
+        )
         c = cam.clip
         self.clips = (
             ClipRecorder(
@@ -140,6 +151,10 @@ class CameraWorker:
                 pre_s=c.pre_s,
                 post_s=c.post_s,
                 budget_bytes=int(c.budget_mb * 1024 * 1024),
+                redact=self.privacy.clip_frames if self.privacy else None,
+                originals=self.privacy.originals
+                if self.privacy and self.privacy.keep_originals
+                else None,
             )
             if c.enabled
             else None
@@ -150,6 +165,16 @@ class CameraWorker:
         self.evidence_fallbacks = 0  # snapshots drawn on the sub-stream for want of a main frame
         self._clips_fallback_logged = False
         self.last: Detections | None = None
+        watched = cam.place or (cam.zones[0].place if cam.zones else None)
+        self.health = CameraHealth(  # offline, frozen, covered, moved (edge/camera_health.py)
+            cam.camera_id,
+            cam.health,
+            health_place(cam.camera_id, cfg.place(watched) if watched else None),
+            self.evidence_dir,
+            zones=[Zone(z.zone_id, z.polygon) for z in cam.zones],
+            reference_key=fingerprint(cam.url, [(z.zone_id, z.polygon) for z in cam.zones]),
+            redact=self.privacy.scrub if self.privacy else None,
+        )
         self.tracker = IouTracker(cam.tracker)
         self.tracks = Tracks(Detections.empty(detector.labels), np.zeros((0,), np.int32))
         self.analysed = 0
@@ -275,6 +300,7 @@ class CameraWorker:
                 if self.clips is not None and firing.first_of_episode:
                     clip = self.clips.start(alert.alert_id, frame.captured_at)
                 self.pending.append((alert, clip))
+        self.pending.extend((alert, None) for alert in self.health.observe(frame))
         return self._emit_ready()
 
     def _unsuppressed(self, frame: Frame, dets: Detections) -> dict[str, Detections]:
@@ -398,19 +424,22 @@ class CameraWorker:
         )
         dwell = (frame.captured_at - firing.first_seen).total_seconds()
         picture, scale = self._evidence_image(frame)
-        image = annotate(
-            picture.image,
-            rule.zone,
-            firing.detections,
-            [
-                f"{category}: {rule.text}",
-                f"camera {self.cam.camera_id}  place {place.place_id}",
-                f"{local_time(frame.captured_at, self.tz)}  holding for {dwell:.0f}s",
-            ],
-            scale=scale,
-        )
-        snapshot = write_snapshot(image, self.evidence_dir, alert_id, picture.captured_at)
-        analysed = write_frame(frame.image, self.evidence_dir, alert_id, frame.captured_at)
+        header = [
+            f"{category}: {rule.text}",
+            f"camera {self.cam.camera_id}  place {place.place_id}",
+            f"{local_time(frame.captured_at, self.tz)}  holding for {dwell:.0f}s",
+        ]
+
+        def draw(image: Image) -> Image:
+            return annotate(image, rule.zone, firing.detections, header, scale=scale)
+
+        if self.privacy is not None:  # faces blurred; the originals kept aside
+            snapshot, analysed = self.privacy.write_alert_evidence(alert_id, picture, frame, draw)
+        else:
+            snapshot = write_snapshot(
+                draw(picture.image), self.evidence_dir, alert_id, picture.captured_at
+            )
+            analysed = write_frame(frame.image, self.evidence_dir, alert_id, frame.captured_at)
         scores = firing.detections.scores
         return Alert(
             alert_id=alert_id,

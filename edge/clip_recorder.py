@@ -30,6 +30,12 @@ recording is collecting (all in flight are encoding); the future fails with
 ``too_long``, ``busy``, ``closed``). A second ``start`` with an event id
 already recording returns the same future.
 
+Privacy: with ``redact`` (:meth:`edge.privacy.Redactor.clip_frames`), the
+clip written at ``<name>.mp4`` (the one the evidence names) is made of the
+frames ``redact`` yields, faces blurred; with ``originals`` too, the frames as
+they were are also encoded to ``originals/<name>.mp4``, a file no evidence
+names (a failure there is logged and does not fail the clip).
+
 Memory bound per camera: ``budget_bytes`` (the pre-event buffer, 8 MiB by
 default: 5 s of 768x576 at up to ~20 fps) plus
 ``max_in_flight * recording_budget_bytes`` (frames held by recordings,
@@ -44,6 +50,7 @@ import logging
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,8 +66,18 @@ from edge.clip_buffer import (
     FrameEncodeError,
     compress,
 )
-from edge.clip_writer import MEDIA_TYPE, ClipInfo, ClipSettings, ClipWriteError, write_clip
+from edge.clip_writer import (
+    MEDIA_TYPE,
+    ClipInfo,
+    ClipSettings,
+    ClipWriteError,
+    Image,
+    write_clip,
+)
 from ingest.frames import Frame
+
+#: a recording's frames -> the frames to encode (edge.privacy.Redactor.clip_frames)
+Redact = Callable[[Sequence[ClipFrame]], Iterable[tuple[datetime, Image]]]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +139,8 @@ class ClipRecorder:
         jpeg_quality: int = DEFAULT_JPEG_QUALITY,
         settings: ClipSettings | None = None,
         executor: Executor | None = None,
+        redact: Redact | None = None,
+        originals: Path | None = None,
     ) -> None:
         if post_s < 0:
             raise ValueError(f"post_s must be >= 0, got {post_s}")
@@ -136,6 +155,8 @@ class ClipRecorder:
         self.max_in_flight = max_in_flight
         self.max_clip_s = max_clip_s if max_clip_s is not None else max(30.0, pre_s + post_s)
         self.settings = settings or ClipSettings()
+        self.redact = redact
+        self.originals = originals
         self._own_executor = executor is None
         self._executor: Executor = executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"clip-{camera_id}"
@@ -313,12 +334,14 @@ class ClipRecorder:
             "comment": f"streetwatch clip; clip time 0 = {first.isoformat()}",
         }
         try:
-            info = write_clip(
-                ((f.captured_at, f.decode()) for f in rec.frames),
-                path,
-                self.settings,
-                metadata=metadata,
+            if self.redact is not None and self.originals is not None:
+                self._encode_original(rec, metadata)
+            frames: Iterable[tuple[datetime, Image]] = (
+                ((f.captured_at, f.decode()) for f in rec.frames)
+                if self.redact is None
+                else self.redact(rec.frames)
             )
+            info = write_clip(frames, path, self.settings, metadata=metadata)
             evidence = Evidence(
                 kind=EvidenceKind.CLIP,
                 path=str(path),
@@ -353,6 +376,20 @@ class ClipRecorder:
         for future in rec.futures:
             if not future.cancelled():
                 future.set_result(evidence)
+
+    def _encode_original(self, rec: _Recording, metadata: dict[str, str]) -> None:
+        """The unblurred clip, kept on the box only (see the module's docstring)."""
+        assert self.originals is not None
+        path = (self.originals / f"{rec.name}.mp4").absolute()
+        try:
+            write_clip(
+                ((f.captured_at, f.decode()) for f in rec.frames),
+                path,
+                self.settings,
+                metadata=metadata,
+            )
+        except Exception as exc:
+            log.warning("camera %s: original clip %s failed: %s", self.camera_id, rec.name, exc)
 
 
 def _fail(futures: list[Future[Evidence]], exc: BaseException) -> None:

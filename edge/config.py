@@ -31,12 +31,15 @@ from core.config import (
     validate_sections,
 )
 from core.kafka import KafkaConfig
+from core.observability import ListenAddress
 from core.records import Place, Slug
 from core.sites import DedupConfig, PlaceGroupConfig, SiteMap
 from core.timefmt import known_zone
 from detectors.base import DETECTORS
 from detectors.nanodet import NanoDetConfig
 from detectors.registry import DetectorConfig
+from edge.camera_health import CameraHealthConfig
+from edge.privacy import PrivacyConfig
 from edge.rules.base import CAMERA_RULES
 from edge.rules.registry import RuleConfig
 from edge.sensor_rules.base import SENSOR_RULES
@@ -132,6 +135,13 @@ class CameraConfig(Section):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)
+    place: Slug | None = Field(
+        default=None,
+        description="place_id of the place the camera watches, for its health cases; "
+        "default: its first zone's place",
+    )
+    health: CameraHealthConfig = Field(default_factory=CameraHealthConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     ignore_masks: list[Annotated[list[Point], Field(min_length=3)]] = Field(
         default_factory=list,
         description="Polygons [[x, y], ...] whose detections are ignored (by bottom centre)",
@@ -197,6 +207,14 @@ class EdgeConfig(Section):
     disk_check_s: float = Field(
         default=10.0, gt=0, le=3600, description="How often the free space is looked at"
     )
+    originals_keep_h: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 365,
+        description="Hours the unblurred originals of a privacy camera's evidence "
+        "([cameras.privacy]) stay on the box, under <camera>/originals/, never uploaded; "
+        "0: none are kept",
+    )
     evidence_url: BaseUrl = Field(
         default="",
         description="Base URL of the centre's evidence service (streetwatch evidence serve); "
@@ -206,6 +224,29 @@ class EdgeConfig(Section):
         default="",
         description="File holding this box's upload token (streetwatch evidence token); "
         "needed with evidence_url",
+    )
+    http: ListenAddress = Field(
+        default="127.0.0.1:9108",
+        description="host:port of the worker's /metrics (Prometheus), /healthz and /readyz "
+        '(README, "Operating a box"); empty or port 0: not served',
+    )
+    inference_slots: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Detector runs at once across all cameras (the rest wait their turn, so "
+        "decoding always finds a core); 0: the box's cores divided by [detector] threads",
+    )
+    camera_stuck_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A camera thread that makes no progress this long is logged as stuck",
+    )
+    camera_restart_max_s: float = Field(
+        default=300.0,
+        ge=1,
+        description="Longest wait before restarting a camera whose thread failed (it backs "
+        "off from 5 s)",
     )
 
     @model_validator(mode="after")
@@ -283,6 +324,8 @@ def edge_problems(cfg: EdgeServiceConfig) -> Iterator[Problem]:
         if cam.camera_id in seen_cams:
             yield f"cameras[{c}].camera_id", f"duplicate camera_id '{cam.camera_id}'"
         seen_cams.add(cam.camera_id)
+        if cam.place is not None and cam.place not in places:
+            yield f"cameras[{c}].place", f"no place '{cam.place}' in [[places]]"
         zones = {z.zone_id for z in cam.zones}
         for z, zone in enumerate(cam.zones):
             if zone.place not in places:

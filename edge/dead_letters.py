@@ -23,7 +23,7 @@ from typing import Protocol
 
 from aiokafka.errors import KafkaError
 
-from core.kafka import create_topics, reliable_producer, start_producer
+from core.kafka import KafkaConfig, create_topics, reliable_producer, start_producer
 from core.records import DeadLetter
 from ingest.sensor_payload import BadReading
 
@@ -93,9 +93,11 @@ class DeadLetters:
         return letter
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int = 1, attempts: int = 30) -> None:
+async def ensure_topic(
+    kafka: KafkaConfig, topic: str, partitions: int = 1, attempts: int = 30
+) -> None:
     """Create the dead-letter topic if it does not exist yet."""
-    await create_topics(bootstrap, (topic,), partitions, attempts)
+    await create_topics(kafka, (topic,), partitions, attempts)
 
 
 class KafkaDeadLetterSink:
@@ -110,19 +112,19 @@ class KafkaDeadLetterSink:
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, partitions: int = 1, max_pending: int = 1000
+        self, kafka: KafkaConfig, topic: str, partitions: int = 1, max_pending: int = 1000
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topic
         self.partitions = partitions
         self.max_pending = max_pending
-        self.producer = reliable_producer(bootstrap)
+        self.producer = reliable_producer(kafka)
         self.sent = 0  # acknowledged by the broker
         self._pending: deque[tuple[DeadLetter, asyncio.Future[object]]] = deque()
 
     async def start(self) -> None:
-        await ensure_topic(self.bootstrap, self.topic, self.partitions)
-        await start_producer(self.producer, self.bootstrap)
+        await ensure_topic(self.kafka, self.topic, self.partitions)
+        await start_producer(self.producer, self.kafka.bootstrap)
 
     async def send(self, letter: DeadLetter) -> None:
         while self._pending and (

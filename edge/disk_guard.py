@@ -10,7 +10,10 @@ Policy (``[edge] min_free_mb``):
 - when deleting what may go does not bring the free space back over the
   floor, the box raises a health alert, category ``edge_disk_low``, from
   source kind ``box``; it is cleared once the space is back. A full disk
-  slows the box down (the outbox waits for room) and never crashes it.
+  slows the box down (the outbox waits for room) and never crashes it;
+- the unblurred originals of privacy cameras (``<camera>/originals/``,
+  ``edge/privacy.py``), never uploaded, are deleted once older than
+  ``[edge] originals_keep_h`` hours, at every check, whatever the free space.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from core.records import Alert, AlertPhase, Place, SourceKind
 from edge.outbox import Outbox
+from edge.privacy import ORIGINALS
 
 log = logging.getLogger("streetwatch.edge")
 
@@ -39,8 +43,11 @@ class DiskGuard:
         outbox: Outbox,
         min_free_mb: float,
         uploads: bool,
+        originals_keep_h: float = 24.0,
     ) -> None:
         self.box_id = box_id
+        self.originals_keep = timedelta(hours=originals_keep_h)
+        self.originals_deleted = 0
         self.evidence_dir = evidence_dir
         self.outbox = outbox
         self.min_free = int(min_free_mb * 1024 * 1024)
@@ -68,8 +75,25 @@ class DiskGuard:
         ]
         return sorted(files, key=lambda p: p.stat().st_mtime)
 
+    def sweep_originals(self, now: datetime) -> int:
+        """Delete the unblurred originals older than ``originals_keep_h``; how many."""
+        oldest = (now - self.originals_keep).timestamp()
+        deleted = 0
+        for path in self.evidence_dir.glob(f"*/{ORIGINALS}/*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < oldest:
+                    path.unlink()
+                    deleted += 1
+            except FileNotFoundError:
+                continue
+        if deleted:
+            self.originals_deleted += deleted
+            log.info("event=originals_deleted count=%d (older than originals_keep_h)", deleted)
+        return deleted
+
     def check(self, now: datetime) -> list[Alert]:
         """Free space if it is short; the health alert to raise or clear, if any."""
+        self.sweep_originals(now)
         if self.free_bytes() < self.min_free:
             for path in self._evictable():
                 if self.free_bytes() >= self.min_free:

@@ -67,6 +67,7 @@ class Outbox:
 
     def __init__(self, path: Path | str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = str(path)
+        self._busy_timeout_s = busy_timeout_s
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -171,6 +172,31 @@ class Outbox:
                 ).fetchone()
         return int(n)
 
+    def backlog(self) -> dict[Lane, tuple[int, float]]:
+        """Per lane holding entries: how many, and when the oldest was put (Unix time)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT lane, count(*), min(put_at) FROM outbox GROUP BY lane"
+            ).fetchall()
+        return {lane: (int(n), float(oldest)) for lane, n, oldest in rows if lane in LANES}
+
+    def writable(self) -> str | None:
+        """None if a write could start now; what is wrong otherwise (taken at once, or
+        not at all: this waits for no other writer)."""
+        try:
+            with self._lock:
+                self._db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.execute("ROLLBACK")
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+        except sqlite3.Error as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None  # another process writes: so can we, in a moment
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -205,6 +231,10 @@ class Forwarder:
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.delivered = 0
         self.failures = 0
+        # Unix times of the last acknowledged batch and the last failed one (for metrics)
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+        self.last_error = ""
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -237,6 +267,8 @@ class Forwarder:
                 await self.send(entries)
             except Exception as exc:
                 self.failures += 1
+                self.last_failure = time.time()
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
                     "event=outbox_send_failed lane=%s entries=%d backlog=%d error=%s; "
                     "retrying in %.1fs",
@@ -250,5 +282,6 @@ class Forwarder:
                 retry_s = min(self.retry_max_s, 2 * retry_s)
                 continue
             retry_s = self.retry_min_s
+            self.last_success = time.time()
             await asyncio.to_thread(self.outbox.remove, entries)
             self.delivered += len(entries)

@@ -51,6 +51,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TypeVar
 
+from core.logs import LogFormat, formatter, root_log_format
 from edge.config import EDGE_SECTIONS, EdgeServiceConfig
 from edge.outbox import Outbox
 from edge.sensor_feed import FeedAlert, FeedOutput, SensorFeed
@@ -63,6 +64,7 @@ from edge.sensor_wire import (
     IntakeReply,
     IntakeToRules,
     MqttBatch,
+    MqttState,
     Output,
     Ready,
     RulesReply,
@@ -79,16 +81,19 @@ log = logging.getLogger(__name__)
 _R = TypeVar("_R")
 
 START_TIMEOUT_S = 120.0
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+STATE_EVERY_S = 1.0  # the intake reports its MQTT client's state at most this often
 
 
-def _child_setup(level: int) -> None:
-    """A child's logging; it ignores SIGINT and SIGTERM, which a terminal or a service
-    manager sends the worker's whole process group: the worker stops its children in
-    order (intake first, then the rules), or restarts them if they die."""
+def _child_setup(level: int, log_format: LogFormat = "text") -> None:
+    """A child's logging (in the worker's format); it ignores SIGINT and SIGTERM, which
+    a terminal or a service manager sends the worker's whole process group: the worker
+    stops its children in order (intake first, then the rules), or restarts them if
+    they die."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _unexpected(source: str, record: object) -> None:
@@ -206,8 +211,9 @@ def _intake(
     batch: int,
     flush_s: float,
     log_level: int,
+    log_format: LogFormat = "text",
 ) -> None:
-    _child_setup(log_level)
+    _child_setup(log_level, log_format)
     try:
         cfg = EdgeServiceConfig.model_validate_json(cfg_json)
         batcher = _Batcher(to_rules, batch, flush_s)
@@ -229,7 +235,28 @@ def _intake(
         with send_lock:
             _intake_reply(control, Subscribed())
 
+    def report_state() -> None:  # for the worker's metrics: what changed, once a second
+        last: MqttState | None = None
+        while not batcher.closed:
+            st = mqtt.stats
+            state = MqttState(
+                mqtt.connected.is_set(),
+                st.messages,
+                st.connects,
+                st.disconnects,
+                st.connect_failures,
+                st.refusals,
+                st.redelivered,
+            )
+            if state != last:
+                with send_lock, contextlib.suppress(OSError):
+                    if not batcher.closed:
+                        _intake_reply(control, state)
+                last = state
+            time.sleep(STATE_EVERY_S)
+
     threading.Thread(target=report_subscribed, daemon=True).start()
+    threading.Thread(target=report_state, name="mqtt-state", daemon=True).start()
     with contextlib.suppress(EOFError, OSError):
         command: object = control.recv()  # Stop (EOF: the worker is gone)
         if not isinstance(command, Stop):
@@ -252,8 +279,9 @@ def _rules(
     to_intake: Connection,
     to_worker: Connection,
     log_level: int,
+    log_format: LogFormat = "text",
 ) -> None:
-    _child_setup(log_level)
+    _child_setup(log_level, log_format)
     try:
         cfg = EdgeServiceConfig.model_validate_json(cfg_json)
         feed = SensorFeed(
@@ -370,6 +398,7 @@ class SensorService:
         self.rejects: Counter[str] = Counter()
         self.messages = 0  # taken off MQTT by intakes that stopped cleanly
         self.restarts = 0
+        self.mqtt: MqttState | None = None  # the intake's MQTT client, as last reported
         self._ctx = mp.get_context("spawn")  # never fork a process that runs threads
         self._counts = threading.Lock()
         self._stopping = False
@@ -388,6 +417,7 @@ class SensorService:
 
     def _spawn(self) -> None:
         level = logging.getLogger().getEffectiveLevel()
+        log_format = root_log_format()  # the children log as the worker does
         rules_in, intake_out = self._ctx.Pipe(duplex=False)
         acks_in, rules_acks = self._ctx.Pipe(duplex=False)
         worker_in, rules_out = self._ctx.Pipe(duplex=False)
@@ -403,6 +433,7 @@ class SensorService:
                 rules_acks,
                 rules_out,
                 level,
+                log_format,
             ),
             name="streetwatch-sensor-rules",
             daemon=True,
@@ -423,6 +454,7 @@ class SensorService:
                 self.batch,
                 self.flush_s,
                 level,
+                log_format,
             ),
             name="streetwatch-sensor-intake",
             daemon=True,
@@ -452,6 +484,8 @@ class SensorService:
             match reply:
                 case Subscribed():
                     self.subscribed.set()
+                case MqttState():
+                    self.mqtt = reply
                 case Stopped(messages=messages):
                     self.messages += messages
                     return
@@ -511,6 +545,7 @@ class SensorService:
         )
         self._kill()
         self.subscribed.clear()
+        self.mqtt = None
         self._spawn()
 
     def _kill(self) -> None:

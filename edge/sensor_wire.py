@@ -86,6 +86,20 @@ class Subscribed:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttState:
+    """The intake's MQTT client now (sent when it changes, at most once a second),
+    for the worker's metrics and readiness."""
+
+    connected: bool
+    messages: int
+    connects: int
+    disconnects: int
+    connect_failures: int
+    refusals: int
+    redelivered: int
+
+
+@dataclass(frozen=True, slots=True)
 class Output:
     """What the rules made of one batch, or of passing time."""
 
@@ -112,7 +126,7 @@ class Stop:
 
 
 IntakeCommand: TypeAlias = Stop
-IntakeReply: TypeAlias = Started | Failed | Subscribed | Stopped
+IntakeReply: TypeAlias = Started | Failed | Subscribed | MqttState | Stopped
 IntakeToRules: TypeAlias = MqttBatch | EndOfStream
 RulesToIntake: TypeAlias = Durable
 RulesReply: TypeAlias = Ready | Failed | Output | IntakeLost | Stopped

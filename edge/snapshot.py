@@ -4,6 +4,7 @@ rule) and the analysed frame as the detector saw it (no drawing)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -58,6 +59,22 @@ def annotate(
         x1, y1, x2, y2 = (round(float(v)) for v in boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), FIRING_COLOUR, 2)
         _label(out, f"{firing.label(i)} {float(firing.scores[i]):.2f}", x1, y1 - 2, FIRING_COLOUR)
+    y = 18
+    for line in header:
+        _label(out, line, 4, y, (255, 255, 255))
+        y += 20
+    return out
+
+
+def annotate_view(image: Frame, zones: Sequence[Zone], header: list[str]) -> Frame:
+    """A copy of ``image`` with every zone's outline and a header: the camera's view as
+    configured, for a camera-health alert (a moved camera's zones no longer fit)."""
+    out = image.copy()
+    for zone in zones:
+        poly = zone.contour.astype(np.int32)
+        cv2.polylines(out, [poly], True, ZONE_COLOUR, 2, cv2.LINE_AA)
+        x0, y0 = (int(v) for v in poly.reshape(-1, 2).min(axis=0))
+        _label(out, f"zone {zone.zone_id}", x0, y0 - 2, ZONE_COLOUR)
     y = 18
     for line in header:
         _label(out, line, 4, y, (255, 255, 255))

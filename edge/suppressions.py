@@ -49,7 +49,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from core.kafka import KafkaConfig
+from core.kafka import KafkaConfig, client_kwargs
 from core.records import CameraSuppressions, Suppression, SuppressionKind
 from detectors.detections import Detections
 from edge.schedule import ActiveHours
@@ -162,6 +162,14 @@ class SuppressionBook:
     @property
     def cameras(self) -> frozenset[str]:
         return frozenset(self.timezones)
+
+    def set_cameras(self, timezones: Mapping[str, str]) -> None:
+        """A new camera list (a reload): what was held for removed cameras goes."""
+        with self._lock:
+            self.timezones = dict(timezones)
+            for camera_id in list(self._held):
+                if camera_id not in self.timezones:
+                    del self._held[camera_id]
 
     def revision(self, camera_id: str) -> int:
         """The revision held for the camera; 0 for none."""
@@ -291,7 +299,7 @@ class SuppressionFeed:
         while True:
             consumer = AIOKafkaConsumer(
                 topic,
-                bootstrap_servers=self.kafka.bootstrap,
+                **client_kwargs(self.kafka),
                 client_id=self.client_id,
                 group_id=None,  # no group: every partition, from the beginning, every time
                 auto_offset_reset="earliest",

@@ -23,29 +23,50 @@ threads read, while they run; Kafka being down never holds the start back
 (the feed retries in the background). Detections dropped by suppressions
 are counted per camera and kind (:attr:`EdgeStats.suppressed`), unusable
 suppression messages per reason (:attr:`EdgeStats.suppression_rejects`).
+
+Camera health (:mod:`edge.camera_health`): each camera thread runs its
+picture checks (frozen, covered, moved) on its frames; a task here ticks
+every camera's checks once a second for ``camera_offline`` (no frame for
+``offline_s``), since a camera without frames has nothing to judge on. A
+source that ended on purpose (a file, the stop) is not offline.
+
+Metrics: the worker's counters are read where they are kept (this module's
+:class:`EdgeStats` and :class:`CameraRun` per camera, the outbox and its
+forwarders, the disk guard, the MQTT client) by :mod:`edge.metrics` when
+scraped; counting costs the hot paths nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from core.records import Alert, DeadLetter
 from detectors.base import Detector
 from detectors.registry import build_detector
 from edge.alert_sink import AlertSink
+from edge.camera_health import CameraHealth
+from edge.camera_supervisor import (
+    CameraSupervisor,
+    GatedDetector,
+    InferenceGate,
+    Outcome,
+    Reload,
+    inference_slots,
+)
 from edge.camera_worker import CameraWorker
 from edge.config import CameraConfig, EdgeServiceConfig
 from edge.dead_letters import DeadLetterSink, MemoryDeadLetterSink
 from edge.disk_guard import DiskGuard
 from edge.evidence_upload import EvidenceUploader
+from edge.metrics import TimedDetector
 from edge.outbox import Entry, Forwarder, Outbox
 from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
@@ -77,6 +98,15 @@ class EdgeStats:
     # thread's own counter: one entry per camera from the start, read from any thread)
     suppressed: dict[str, Counter[str]] = field(default_factory=dict)
     suppression_rejects: Counter[str] = field(default_factory=Counter)  # messages, per reason
+    # (source kind, category) -> alerts put in the outbox; counted from several threads
+    raised: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _raised_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_raised(self, alerts: Sequence[Alert]) -> None:
+        """From any thread: ``alerts`` are in the outbox."""
+        with self._raised_lock:
+            for alert in alerts:
+                self.raised[(alert.source_kind.value, alert.category)] += 1
 
     def suppressed_counts(self) -> dict[str, dict[str, int]]:
         """The non-zero suppression counts, per camera (for logs)."""
@@ -85,6 +115,19 @@ class EdgeStats:
             for cam, kinds in self.suppressed.items()
             if any(kinds.values())
         }
+
+
+@dataclass
+class CameraRun:
+    """One camera as the worker runs it: set by its thread, read by the metrics."""
+
+    camera_id: str
+    analysis_fps: float
+    worker: CameraWorker | None = None
+    source: FrameSource | None = None
+    detector: TimedDetector | None = None
+    state: str = "starting"  # then "open", a live source's SourceState, "finished", "failed"
+    error: str = ""
 
 
 class EdgeWorker:
@@ -108,7 +151,23 @@ class EdgeWorker:
         )
         self.stats.suppression_rejects = self.suppression_feed.rejects
         self.stats.suppressed = {c.camera_id: Counter() for c in cfg.cameras}
+        # every camera from the start, so that the metrics may read it from any thread
+        self.cameras = {c.camera_id: CameraRun(c.camera_id, c.analysis_fps) for c in cfg.cameras}
+        self.camera_health: dict[str, CameraHealth] = {}  # per camera thread; ticked for offline
+        self.sink_started = False  # the alert sink reached the broker once
         self.stop_threads = threading.Event()
+        self.gate = InferenceGate(
+            inference_slots(cfg.edge.inference_slots, cfg.detector.threads, os.cpu_count())
+        )
+        self.supervisor: CameraSupervisor[CameraConfig] = CameraSupervisor(
+            self._run_camera,
+            restart=BackoffPolicy(min_s=5.0, max_s=cfg.edge.camera_restart_max_s),
+            stuck_s=cfg.edge.camera_stuck_s,
+        )
+        self._detector: Detector | None = None
+        self._suppression_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._start = datetime.now(UTC)
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
         self.registry = cfg.device_registry()
         self.feed: SensorFeed | None = None  # the sensor path in this process, or
@@ -127,7 +186,12 @@ class EdgeWorker:
         self.upload = bool(cfg.edge.evidence_url)
         self.evidence_dir.mkdir(parents=True, exist_ok=True)
         self.disk = DiskGuard(
-            cfg.edge.box_id, self.evidence_dir, self.outbox, cfg.edge.min_free_mb, self.upload
+            cfg.edge.box_id,
+            self.evidence_dir,
+            self.outbox,
+            cfg.edge.min_free_mb,
+            self.upload,
+            originals_keep_h=cfg.edge.originals_keep_h,
         )
         if self.upload:
             token = Path(cfg.edge.evidence_token_file).read_text(encoding="utf-8").strip()
@@ -140,6 +204,7 @@ class EdgeWorker:
         self._loop = asyncio.get_running_loop()
         await self.sink.start()
         await self.dead_sink.start()
+        self.sink_started = True
         detector = build_detector(self.cfg.detector) if self.cfg.cameras else None
         client_id = self.cfg.mqtt.client_id or f"streetwatch-{self.cfg.edge.box_id}"
         subscribed: threading.Event | None = None
@@ -160,20 +225,23 @@ class EdgeWorker:
             self.mqtt = MqttSource(self.cfg.mqtt, client_id=client_id, on_message=self._on_message)
             self.mqtt.start()
             subscribed = self.mqtt.subscribed
-        start = datetime.now(UTC)
-        cameras = [
-            asyncio.to_thread(self._camera, cam, detector, self._loop, start)
-            for cam in self.cfg.cameras
-            if detector is not None
-        ]
+        self._start = datetime.now(UTC)
+        self._detector = detector
+        cameras = bool(self.cfg.cameras) and detector is not None
+        if cameras:  # a thread of its own each (edge/camera_supervisor.py)
+            for cam in self.cfg.cameras:
+                self.supervisor.start(cam)
         delivered = asyncio.Event()  # set on stop: the forwarders empty their lanes, then end
         forwarding = [asyncio.create_task(f.run(delivered)) for f in self.forwarders]
         background: list[asyncio.Task[None]] = [asyncio.create_task(self._watch_disk())]
+        self._background = background  # (a reload adds to it)
         if self.feed is not None:  # (the rules process lets time pass by itself)
             background.append(asyncio.create_task(self._tick()))
         if cameras:  # in the background: Kafka being down must not hold the start back
-            background.append(asyncio.create_task(self.suppression_feed.run()))
-        cameras_task = asyncio.create_task(self._all_cameras(cameras))
+            self._suppression_task = asyncio.create_task(self.suppression_feed.run())
+            background.append(self._suppression_task)
+            background.append(asyncio.create_task(self._watch_cameras()))
+        cameras_task = asyncio.create_task(self._all_cameras())
         if subscribed is not None and not await asyncio.to_thread(subscribed.wait, 30):
             log.error(
                 "event=mqtt_not_subscribed host=%s port=%d: still trying in the background",
@@ -189,6 +257,7 @@ class EdgeWorker:
         )
         await stop.wait()
         self.stop_threads.set()
+        await asyncio.to_thread(self.supervisor.stop_all, 60.0)
         if self.mqtt is not None:
             self.mqtt.stop()  # no message is taken in after this
         if self.sensors is not None:
@@ -219,9 +288,41 @@ class EdgeWorker:
         )
         return self.stats
 
-    async def _all_cameras(self, cameras: list[Coroutine[Any, Any, None]]) -> None:
-        await asyncio.gather(*cameras)
+    async def _all_cameras(self) -> None:
+        await asyncio.to_thread(self.supervisor.wait_all)
         self.cameras_finished.set()
+
+    def reload(self, cfg: EdgeServiceConfig) -> Reload:
+        """Apply a new config's cameras while the others run on (``SIGHUP``): removed
+        and changed cameras stop, changed and added ones start. Places, zones and rules
+        come from ``cfg``; its other sections need a restart and are not applied."""
+        for section in ("edge", "kafka", "mqtt", "neuron", "detector"):
+            if getattr(cfg, section) != getattr(self.cfg, section):
+                log.warning("event=reload_needs_restart section=%s: not applied", section)
+        cfg = cfg.model_copy(
+            update={
+                s: getattr(self.cfg, s) for s in ("edge", "kafka", "mqtt", "neuron", "detector")
+            }
+        )
+        self.suppressions.set_cameras({c.camera_id: c.timezone for c in cfg.cameras})
+        for cam in cfg.cameras:
+            self.cameras.setdefault(cam.camera_id, CameraRun(cam.camera_id, cam.analysis_fps))
+            self.stats.suppressed.setdefault(cam.camera_id, Counter())
+        self.cfg = cfg
+        result = self.supervisor.reload(cfg.cameras, same=lambda a, b: a == b)
+        if (result.added or result.changed) and self._suppression_task is not None:
+            # read the topic again from its start: the new cameras' suppressions are there
+            self._suppression_task.cancel()
+            self._suppression_task = asyncio.get_running_loop().create_task(
+                self.suppression_feed.run()
+            )
+            self._background.append(self._suppression_task)
+        for camera_id in result.removed:
+            self.cameras.pop(camera_id, None)
+            health = self.camera_health.pop(camera_id, None)
+            if health is not None:
+                health.stop()
+        return result
 
     # -- sensors -------------------------------------------------------------
 
@@ -261,6 +362,7 @@ class EdgeWorker:
         if out.alerts or out.dead:
             alerts = [self.feed.with_chart(a) for a in out.alerts]
             self.outbox.put_records(alerts, out.dead, upload=self.upload)
+            self.stats.count_raised(alerts)
             self._raised(len(out.alerts), out.dead)
 
     def _from_sensors(self, out: FeedOutput) -> None:
@@ -268,6 +370,7 @@ class EdgeWorker:
         if self.sensors is not None:
             self.stats.readings = self.sensors.readings
         if out.alerts or out.dead:
+            self.stats.count_raised([a.alert for a in out.alerts])
             self._raised(len(out.alerts), out.dead)
 
     def _raised(self, alerts: int, dead: Sequence[DeadLetter]) -> None:
@@ -291,8 +394,22 @@ class EdgeWorker:
             health = await asyncio.to_thread(self.disk.check, datetime.now(UTC))
             if health:
                 await asyncio.to_thread(self.outbox.put_records, health)
+                self.stats.count_raised(health)
                 self._wake_for_alerts()
             await asyncio.sleep(self.cfg.edge.disk_check_s)
+
+    async def _watch_cameras(self) -> None:
+        """Every second: camera_offline for a camera without frames (edge/camera_health.py;
+        the picture checks run on the camera threads)."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.supervisor.watch()  # restarts failed cameras, reports stuck ones
+            for health in list(self.camera_health.values()):
+                alerts = await asyncio.to_thread(health.tick, datetime.now(UTC))
+                if alerts:
+                    await asyncio.to_thread(self.outbox.put_records, alerts, upload=self.upload)
+                    self.stats.count_raised(alerts)
+                    self._wake_for_alerts()
 
     async def _tick(self) -> None:
         assert self.feed is not None
@@ -338,23 +455,42 @@ class EdgeWorker:
 
     # -- cameras ---------------------------------------------------------------
 
+    def _run_camera(
+        self, cam: CameraConfig, stop: threading.Event, beat: Callable[[], None]
+    ) -> Outcome:
+        """One camera's thread (the supervisor's): its outcome says whether to restart it."""
+        assert self._detector is not None
+        return self._camera(cam, self._detector, self._start, stop, beat)
+
     def _camera(
         self,
         cam: CameraConfig,
         detector: Detector,
-        loop: asyncio.AbstractEventLoop,
         start: datetime,
-    ) -> None:
+        stop: threading.Event,
+        beat: Callable[[], None],
+    ) -> Outcome:
+        run = self.cameras.setdefault(cam.camera_id, CameraRun(cam.camera_id, cam.analysis_fps))
+        run.state, run.error = "starting", ""
+        outcome = Outcome.FINISHED
+
         def emit(alert: Alert) -> None:  # on disk when this returns; no wait for the uplink
             self.outbox.put_records([alert], upload=self.upload)
+            self.stats.count_raised([alert])
             self._wake_for_alerts()
 
         def status(s: SourceStatus) -> None:
+            beat()  # a source reconnecting is alive, if not delivering (camera_offline says so)
+            run.state = s.state.value
             log_status(log, "camera", s)
+            worker.health.status(s)  # why a camera_offline, if one comes
 
+        run.detector = TimedDetector(GatedDetector(detector, self.gate))  # its time, its turn
         worker = CameraWorker(
-            cam, self.cfg, detector, self.evidence_dir, emit, suppressions=self.suppressions
+            cam, self.cfg, run.detector, self.evidence_dir, emit, suppressions=self.suppressions
         )
+        run.worker = worker
+        self.camera_health[cam.camera_id] = worker.health
         self.stats.suppressed[cam.camera_id] = worker.suppressed  # (the key exists: no resize)
         options = StreamOptions(
             open_timeout_s=cam.stream.open_timeout_s,
@@ -374,18 +510,27 @@ class EdgeWorker:
                 pace=self.pace,
                 start=start,
                 loop=cam.loop,
-                stop=self.stop_threads,
+                stop=stop,
                 on_status=status,
                 options=options,
             )
+            run.source = source
+            if run.state == "starting":  # (a live source reports its own states)
+                run.state = "open"
             for frame in prefetched(source.frames(), name=f"decode-{cam.camera_id}"):
                 worker.process(frame)
+                beat()
+            run.state = "finished"
+            worker.health.stop()  # ended on purpose (file over, or stopping): not offline
         except SourceError as exc:
+            run.state, run.error = "failed", str(exc)
             self.stats.camera_errors[cam.camera_id] += 1
             log.error("event=camera_error camera=%s error=%s", cam.camera_id, exc)
-        except Exception:
+        except Exception as exc:
+            run.state, run.error = "failed", f"{type(exc).__name__}: {exc}"
             self.stats.camera_errors[cam.camera_id] += 1
             log.exception("event=camera_error camera=%s: unexpected failure", cam.camera_id)
+            outcome = Outcome.FAILED  # the supervisor starts it again, backing off
         finally:
             if evidence is not None:
                 evidence.stop()  # before finish: clips end with the frames they have
@@ -404,3 +549,4 @@ class EdgeWorker:
             worker.evidence_fallbacks,
             {kind: n for kind, n in worker.suppressed.items() if n},
         )
+        return outcome

@@ -44,6 +44,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
+from core.kafka import KafkaConfig, client_kwargs
+
 log = logging.getLogger("streetwatch.dispatch")
 
 Records = Sequence[ConsumerRecord[bytes, bytes]]
@@ -70,6 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("event=alerts_revoked partitions=%s", _names(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.intake.assignment = frozenset(assigned)
         log.info("event=alerts_assigned partitions=%s", _names(assigned))
 
 
@@ -87,7 +90,7 @@ class AlertIntake(Service):
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topic: str,
         group: str,
         session_timeout_s: float,
@@ -104,7 +107,7 @@ class AlertIntake(Service):
         self.handle, self.lock, self.on_revoked = handle, lock, on_revoked
         self.retryable, self.on_poison = retryable, on_poison
         self._settings: dict[str, Any] = {
-            "bootstrap_servers": bootstrap,
+            **client_kwargs(kafka),
             "group_id": group,
             "client_id": group,
             "enable_auto_commit": False,
@@ -118,6 +121,8 @@ class AlertIntake(Service):
         self.batches = 0
         self.failures = 0
         self.poisoned = 0
+        # the partitions the group gave this worker; None until it joined the group
+        self.assignment: frozenset[TopicPartition] | None = None
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(**self._settings)  # needs the running loop

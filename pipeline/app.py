@@ -36,12 +36,15 @@ from typing import Any, TypeVar
 import faust
 from pydantic import ValidationError
 
+from core.kafka import KafkaConfig, sasl_login, ssl_context
+from core.logs import JsonLogFormatter, LogFormat
 from core.records import Alert, CaseEvent, CaseEventType, Record, StatusUpdate
 from pipeline.alert_intake import AlertIntake, Records, intake_group
 from pipeline.case_engine import CaseEngine, Clock, Rejected, utc_now
 from pipeline.cloudevents import case_event_bytes
 from pipeline.config import DispatchServiceConfig
 from pipeline.evidence_links import EvidenceLinks
+from pipeline.metrics import DispatchParts, DispatchStats, dispatch_ops_service
 from pipeline.store import open_store, unavailable
 
 log = logging.getLogger("streetwatch.dispatch")
@@ -59,14 +62,31 @@ def _problem(exc: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
 
 
-def faust_settings(bootstrap: str, partitions: int, session_timeout_s: float) -> dict[str, Any]:
+def broker_credentials(kafka: KafkaConfig) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """faust's credentials for ``[kafka]``'s security settings (the same TLS context and SASL
+    login as :func:`core.kafka.client_kwargs`); None for PLAINTEXT. Reads the files now."""
+    context = ssl_context(kafka)
+    login = sasl_login(kafka)
+    if login is not None:
+        mechanism, username, password = login
+        # with a context faust speaks SASL_SSL, without one SASL_PLAINTEXT
+        return faust.SASLCredentials(
+            username=username, password=password, ssl_context=context, mechanism=mechanism
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def faust_settings(kafka: KafkaConfig, session_timeout_s: float) -> dict[str, Any]:
     """The worker's faust settings (also used by the benchmark's forward-only agent)."""
     return {
-        "broker": f"kafka://{bootstrap}",
+        "broker": f"kafka://{kafka.bootstrap}",
+        "broker_credentials": broker_credentials(kafka),
         "store": "memory://",
         "web_enabled": False,
-        "topic_partitions": partitions,
-        "topic_replication_factor": 1,
+        "topic_partitions": kafka.partitions,
+        "topic_replication_factor": kafka.replication_factor,
         "broker_session_timeout": session_timeout_s,
         "broker_heartbeat_interval": max(1.0, session_timeout_s / 6),
         "consumer_auto_offset_reset": "earliest",
@@ -81,11 +101,15 @@ def faust_settings(bootstrap: str, partitions: int, session_timeout_s: float) ->
     }
 
 
-def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
+def create_app(
+    cfg: DispatchServiceConfig, clock: Clock = utc_now, *, ops: bool = False
+) -> faust.App:
+    """The worker's app; with ``ops``, it serves its metrics and health at
+    ``[dispatch] http`` (:mod:`pipeline.metrics`)."""
     kafka, disp = cfg.kafka, cfg.dispatch
     app = faust.App(
         disp.app_id,
-        **faust_settings(kafka.bootstrap, kafka.partitions, disp.session_timeout_s),
+        **faust_settings(kafka, disp.session_timeout_s),
         datadir=str(Path(disp.datadir)),
     )
 
@@ -101,6 +125,7 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
     source = f"streetwatch/{disp.app_id}"
     links = EvidenceLinks.from_config(cfg.evidence_links)  # evidence fetchable on the wire
     lock = asyncio.Lock()  # one read-fold-commit at a time in this worker
+    stats = DispatchStats()
 
     acks: set[asyncio.Task[None]] = set()
 
@@ -128,7 +153,9 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
             )
             for e in events
         ]
-        task = asyncio.create_task(acknowledged(futures, [e.event_id for e in events]))
+        task = asyncio.create_task(
+            acknowledged(futures, [e.event_id for e in events], [e.type.value for e in events])
+        )
         acks.add(task)
         task.add_done_callback(acks.discard)
         opened = sum(e.type is CaseEventType.OPENED for e in events)
@@ -136,12 +163,16 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
         for e in events:
             log.debug("event=case_%s case=%s version=%d", e.type, e.case_id, e.version)
 
-    async def acknowledged(futures: Sequence[Awaitable[object]], ids: list[str]) -> None:
+    async def acknowledged(
+        futures: Sequence[Awaitable[object]], ids: list[str], types: list[str]
+    ) -> None:
         try:
             await asyncio.gather(*futures)
         except Exception as exc:  # the outbox keeps them; the timer sends them again
+            stats.publish_failures += len(ids)
             log.warning("event=publish_failed events=%d error=%s", len(ids), exc)
             return
+        stats.published.update(types)
         store.mark_published(ids)
 
     async def reject(key: bytes | None, value: bytes, reason: str) -> None:
@@ -161,14 +192,21 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
             try:
                 good.append(model.model_validate_json(event.value))
             except ValidationError as exc:
+                stats.invalid[what] += 1
                 await reject(event.key, event.value, f"invalid {what}: {_problem(exc)}")
         return good
 
     async def fold_alerts(records: Records) -> None:  # under the lock
         await publish(engine.on_alerts(await readable(records, Alert, "alert")))
 
+    def store_down(exc: BaseException) -> bool:
+        down = unavailable(exc)
+        if down:
+            stats.store_errors["alerts"] += 1
+        return down
+
     intake = AlertIntake(
-        bootstrap=kafka.bootstrap,
+        kafka=kafka,
         topic=kafka.alerts_topic,
         group=intake_group(disp.app_id),
         session_timeout_s=disp.session_timeout_s,
@@ -176,7 +214,7 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
         handle=fold_alerts,
         lock=lock,
         on_revoked=engine.forget,  # heads cached for partitions another worker may own now
-        retryable=unavailable,  # the store (or its network) failed: read the batch again
+        retryable=store_down,  # the store (or its network) failed: read the batch again
         on_poison=poisoned,
     )
     # faust starts a service instance as it does a class (App._prepare_subservice)
@@ -196,6 +234,7 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
             except Exception as exc:
                 if not unavailable(exc):
                     raise
+                stats.store_errors["status_updates"] += 1
                 log.warning(
                     "event=status_updates_failed updates=%d error=%s (again in %.1fs)",
                     len(updates),
@@ -226,6 +265,7 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
             except Exception as exc:
                 if not unavailable(exc):
                     raise
+                stats.store_errors["tick"] += 1
                 # the store is down: this tick's work waits for the next one, nothing
                 # is lost (SLA clocks, held changes and the outbox live in the store)
                 log.warning("event=tick_skipped error=%s", f"{type(exc).__name__}: {exc}")
@@ -251,15 +291,43 @@ def create_app(cfg: DispatchServiceConfig, clock: Clock = utc_now) -> faust.App:
 
     app.timer(TICK_S)(keep_time)
 
+    if ops:
+        parts = DispatchParts(intake, engine, store, stats, disp.app_id)
+        service = dispatch_ops_service(disp.http, parts)
+        if service is not None:
+            app.service(service)  # type: ignore[arg-type]
+
     return app
 
 
-def run_worker(cfg: DispatchServiceConfig, loglevel: str = "WARNING") -> None:
-    """Run the dispatch worker in this process until SIGINT/SIGTERM."""
-    app = create_app(cfg)
-    worker = quiet_worker(app, loglevel)
+def run_worker(
+    cfg: DispatchServiceConfig, loglevel: str = "WARNING", log_format: LogFormat = "text"
+) -> None:
+    """Run the dispatch worker in this process until SIGINT/SIGTERM, serving its metrics
+    and health at ``[dispatch] http``."""
+    app = create_app(cfg, ops=True)
+    worker = quiet_worker(app, loglevel, log_format)
     tune_gc()
     worker.execute_from_commandline()
+
+
+def json_logging(level: str) -> dict[str, Any]:
+    """The faust worker's logging as JSON lines on stderr (faust replaces the handlers
+    the command set up with its own)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonLogFormatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "level": level.upper(),
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["default"]},
+    }
 
 
 GC_GEN0 = 50_000
@@ -282,14 +350,20 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0, gen1, gen2)
 
 
-def quiet_worker(app: faust.App, loglevel: str) -> faust.Worker:
-    """A faust worker without the terminal spinner.
+def quiet_worker(app: faust.App, loglevel: str, log_format: LogFormat = "text") -> faust.Worker:
+    """A faust worker without the terminal spinner, logging in ``log_format``.
 
     At WARNING and above faust shows a spinner that turns on every log record,
     and for that it sets the root logger to DEBUG: every debug call of faust,
     mode and aiokafka (one per produced message) then builds a record only for
     the handlers to drop it.
     """
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        loglevel=loglevel,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=json_logging(loglevel) if log_format == "json" else None,
+    )
     worker.spinner = None
     return worker

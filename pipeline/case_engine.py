@@ -72,6 +72,8 @@ class EngineStats:
     duplicates: int = 0
     conflicts: int = 0
     updates: int = 0
+    updates_applied: int = 0  # moved a case
+    updates_repeated: int = 0  # re-delivered: applied before, changed nothing
     rejected: Counter[str] = field(default_factory=Counter)
     sla_events: int = 0
     held: int = 0
@@ -199,7 +201,10 @@ class CaseEngine:
                 )
                 continue
             if event is not None:
+                self.stats.updates_applied += 1
                 events.append(event)
+            else:
+                self.stats.updates_repeated += 1
         return events, rejected
 
     def _update(self, update: StatusUpdate) -> CaseEvent | None:

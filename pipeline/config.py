@@ -24,6 +24,7 @@ from core.config import (
     validate_sections,
 )
 from core.kafka import KafkaConfig
+from core.observability import ListenAddress
 from core.records import Slug
 from core.sites import DedupConfig, PlaceGroupConfig, SiteMap
 from core.timefmt import known_zone
@@ -41,6 +42,11 @@ class DispatchConfig(Section):
     )
     datadir: str = Field(default="var/dispatch", description="faust's working folder")
     session_timeout_s: float = Field(default=10.0, ge=2, le=300)
+    http: ListenAddress = Field(
+        default="127.0.0.1:9109",
+        description="host:port of the worker's /metrics (Prometheus), /healthz and /readyz "
+        '(README, "Operating a box"); empty or port 0: not served',
+    )
 
 
 class RoutingRuleConfig(Section):

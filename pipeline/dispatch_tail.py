@@ -10,7 +10,7 @@ from datetime import tzinfo
 
 from aiokafka import AIOKafkaConsumer
 
-from core.kafka import KafkaConfig
+from core.kafka import KafkaConfig, client_kwargs
 from core.records import CaseEvent
 from core.timefmt import local_time
 from pipeline.cloudevents import EnvelopeError, parse_case_event
@@ -24,7 +24,7 @@ async def case_events(
     """Yield (raw message, event) from the start of the dispatch topic until ``stop``."""
     consumer = AIOKafkaConsumer(
         cfg.dispatch_topic,
-        bootstrap_servers=cfg.bootstrap,
+        **client_kwargs(cfg),
         group_id=group_id or f"streetwatch-tail-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from core.config import ConfigError
-from core.kafka import create_topics, reliable_producer, start_producer
+from core.kafka import client_kwargs, create_topics, reliable_producer, start_producer
 from core.records import Case, CaseEvent, CaseEventType, CaseStatus, StatusUpdate
 from pipeline.cloudevents import EnvelopeError, parse_case_event
 from pipeline.config import DispatchServiceConfig
@@ -346,7 +346,7 @@ class Open311Bridge:
         session_ms = int(self.cfg.dispatch.session_timeout_s * 1000)
         return AIOKafkaConsumer(
             self.cfg.kafka.dispatch_topic,
-            bootstrap_servers=self.cfg.kafka.bootstrap,
+            **client_kwargs(self.cfg.kafka),
             group_id=self.cfg.open311.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -479,8 +479,8 @@ async def run_bridge(
     table = RequestTable(table_path(cfg))
     k = cfg.kafka
     try:
-        await create_topics(k.bootstrap, [k.dispatch_topic, k.status_topic], k.partitions)
-        producer = reliable_producer(k.bootstrap)
+        await create_topics(k, [k.dispatch_topic, k.status_topic], k.partitions)
+        producer = reliable_producer(k)
         await start_producer(producer, k.bootstrap)
         try:
             async with aiohttp.ClientSession() as session:

@@ -13,7 +13,7 @@ from core.records import StatusUpdate
 
 async def publish_updates(cfg: KafkaConfig, updates: Sequence[StatusUpdate]) -> None:
     """Send updates keyed by case id and wait until the broker has them."""
-    producer = reliable_producer(cfg.bootstrap)
+    producer = reliable_producer(cfg)
     await start_producer(producer, cfg.bootstrap)
     try:
         for u in updates:

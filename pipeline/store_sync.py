@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
 
+from core.kafka import client_kwargs
 from pipeline.cloudevents import EnvelopeError, parse_case_event
 from pipeline.config import DispatchServiceConfig
 from pipeline.store import CaseStore, open_store
@@ -44,7 +45,7 @@ async def sync_store(
     store: CaseStore = open_store(target_url)
     consumer = AIOKafkaConsumer(
         cfg.kafka.dispatch_topic,
-        bootstrap_servers=cfg.kafka.bootstrap,
+        **client_kwargs(cfg.kafka),
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -21,10 +21,12 @@ if [ "$mode" = test ]; then
     gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium openssl
     postgresql)
 fi
-# The test photo bus.jpg ships inside the ultralytics wheel; only the image
-# is taken from it (ultralytics itself is not installed).
+# The test photos bus.jpg and zidane.jpg (two faces, for the privacy blur)
+# ship inside the ultralytics wheel; only the images are taken from it
+# (ultralytics itself is not installed).
 ULTRALYTICS_WHEEL_VERSION=8.4.190
 BUS_JPG_SHA256=c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63
+ZIDANE_JPG_SHA256=16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -66,19 +68,22 @@ fi
 
 if [ "$mode" = test ]; then
   media=.cache/media
-  if ! echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet >/dev/null 2>&1; then
-    echo "setup: fetching test photo bus.jpg from the ultralytics $ULTRALYTICS_WHEEL_VERSION wheel"
+  photos="$BUS_JPG_SHA256  $media/bus.jpg
+$ZIDANE_JPG_SHA256  $media/zidane.jpg"
+  if ! echo "$photos" | sha256sum -c --quiet >/dev/null 2>&1; then
+    echo "setup: fetching test photos bus.jpg, zidane.jpg from the ultralytics $ULTRALYTICS_WHEEL_VERSION wheel"
     mkdir -p .cache/wheels "$media"
     .venv/bin/python -m pip download -q --no-deps -d .cache/wheels \
       "ultralytics==$ULTRALYTICS_WHEEL_VERSION"
-    .venv/bin/python - "$ULTRALYTICS_WHEEL_VERSION" "$media/bus.jpg" <<'PY'
+    .venv/bin/python - "$ULTRALYTICS_WHEEL_VERSION" "$media" <<'PY'
 import sys, zipfile, pathlib
 version, out = sys.argv[1], pathlib.Path(sys.argv[2])
 wheel = next(pathlib.Path(".cache/wheels").glob(f"ultralytics-{version}-*.whl"))
 with zipfile.ZipFile(wheel) as z:
-    out.write_bytes(z.read("ultralytics/assets/bus.jpg"))
+    for name in ("bus.jpg", "zidane.jpg"):
+        (out / name).write_bytes(z.read(f"ultralytics/assets/{name}"))
 PY
-    echo "$BUS_JPG_SHA256  $media/bus.jpg" | sha256sum -c --quiet
+    echo "$photos" | sha256sum -c --quiet
   fi
   # A YOLOv8n ONNX (random weights, exported offline in its own venv) for
   # the yolo-onnx decoder tests; a no-op when it is up to date.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from core.config import ConfigError
+from core.logs import LOG_FORMATS, LogFormat, formatter
 from core.records import CaseStatus, StatusUpdate
 from streetwatch.service_config import (
     load_centre_config,
@@ -41,8 +42,8 @@ def _demo_config() -> Path:
     return Path(str(importlib.resources.files("streetwatch") / "demo.toml"))
 
 
-def _setup_logging(level: str, logfile: Path | None = None) -> None:
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+def _setup_logging(level: str, logfile: Path | None = None, fmt: LogFormat = "text") -> None:
+    """Every handler writes ``fmt``: text lines, or JSON objects (``--log-format json``)."""
     handlers: list[logging.Handler] = []
     if logfile is not None:
         logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def _setup_logging(level: str, logfile: Path | None = None) -> None:
     sh.setLevel(level.upper())
     handlers.append(sh)
     for h in handlers:
-        h.setFormatter(logging.Formatter(fmt))
+        h.setFormatter(formatter(fmt))
     logging.basicConfig(
         level=logging.INFO if logfile else level.upper(), handlers=handlers, force=True
     )
@@ -73,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="streetwatch", description=__doc__.splitlines()[0] if __doc__ else None
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object a line (time, level, logger, message and the "
+        "event's key=value pairs as fields)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="run the whole path on embedded brokers and the demo video")
@@ -189,7 +197,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config or _demo_config())
     run_dir = args.run_dir or default_run_dir()
-    _setup_logging("WARNING", run_dir / "demo.log")
+    _setup_logging("WARNING", run_dir / "demo.log", args.log_format)
     try:
         return asyncio.run(
             run_demo(
@@ -205,25 +213,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_RUNTIME
 
 
-async def _edge(cfg: EdgeServiceConfig, fast: bool) -> int:
+async def _edge(cfg: EdgeServiceConfig, fast: bool, path: Path | None = None) -> int:
     from core.kafka import ensure_topics
     from edge.alert_sink import KafkaAlertSink
     from edge.dead_letters import KafkaDeadLetterSink
+    from edge.metrics import edge_ops_server
     from edge.worker import EdgeWorker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await ensure_topics(cfg.kafka)
     k = cfg.kafka
     worker = EdgeWorker(
         cfg,
         KafkaAlertSink(k, cfg.site_map()),
         pace="fast" if fast else "realtime",
-        dead_letters=KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions),
+        dead_letters=KafkaDeadLetterSink(k, k.sensor_dead_letter_topic, k.partitions),
     )
-    stats = await worker.run(stop)
+    if path is not None:
+
+        def reload() -> None:  # SIGHUP: cameras added, removed or changed; the rest run on
+            try:
+                new = load_edge_config(path)
+            except ConfigError as exc:
+                logging.getLogger("streetwatch.edge").error(
+                    "event=reload_refused error=%s: the running cameras stay", exc
+                )
+                return
+            worker.reload(new)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    ops = edge_ops_server(worker)  # first: /readyz tells why the box waits (Kafka, say)
+    if ops is not None:
+        await ops.start()
+    try:
+        await ensure_topics(cfg.kafka)
+        stats = await worker.run(stop)
+    finally:
+        if ops is not None:
+            await ops.stop()
     return EXIT_RUNTIME if stats.camera_errors else 0
 
 
@@ -306,7 +335,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    _setup_logging("WARNING")
+    _setup_logging("WARNING", fmt=args.log_format)
     try:
         result = replay(
             cfg, args.video, args.out, camera_id=args.camera, start=start, progress=sys.stderr
@@ -375,7 +404,7 @@ def _evidence(args: argparse.Namespace) -> int:
         )
         return 0
     cfg = load_centre_config(args.config)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, fmt=args.log_format)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -390,7 +419,7 @@ def _evidence(args: argparse.Namespace) -> int:
 
 def _review(args: argparse.Namespace) -> int:
     cfg = load_centre_config(args.config)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, fmt=args.log_format)
     if args.review_command == "add-user":
         import getpass
 
@@ -448,13 +477,13 @@ def _review(args: argparse.Namespace) -> int:
 
 def _dispatch_command(args: argparse.Namespace) -> int:
     cfg = load_dispatch_config(args.config)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, fmt=args.log_format)
     if args.command == "tail":
         return asyncio.run(_tail(cfg, args.json))
     if args.command == "dispatch":
         from pipeline.app import run_worker
 
-        run_worker(cfg, loglevel=args.log_level)
+        run_worker(cfg, loglevel=args.log_level, log_format=args.log_format)
         return 0
     if args.command == "open311":
         return asyncio.run(_open311(cfg))
@@ -485,8 +514,8 @@ def _run(args: argparse.Namespace) -> int:
             return _review(args)
         if args.command == "edge":
             cfg = load_edge_config(args.config)
-            _setup_logging(args.log_level)
-            return asyncio.run(_edge(cfg, args.fast))
+            _setup_logging(args.log_level, fmt=args.log_format)
+            return asyncio.run(_edge(cfg, args.fast, args.config))
         return _dispatch_command(args)
     except ConfigError as exc:
         print(f"streetwatch: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from core.sites import DedupConfig, PlaceGroupConfig
 from detectors.nanodet import NanoDetConfig
 from detectors.ultralytics_pt import UltralyticsConfig
 from detectors.yolo_onnx import YoloOnnxConfig
+from edge.camera_health import CameraHealthConfig
 from edge.config import (
     CameraConfig,
     ClipConfig,
@@ -27,6 +28,7 @@ from edge.config import (
     StreamConfig,
     ZoneConfig,
 )
+from edge.privacy import PrivacyConfig
 from edge.rules.class_map import ClassMapRuleConfig
 from edge.rules.crowd import CrowdRuleConfig
 from edge.rules.non_motor import NonMotorRuleConfig
@@ -71,6 +73,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[cameras.clip]", ClipConfig),
     ("[cameras.tracker]", TrackerConfig),
     ("[cameras.stream]", StreamConfig),
+    ("[cameras.health]", CameraHealthConfig),
+    ("[cameras.privacy]", PrivacyConfig),
     ('[[cameras.rules]] type = "illegal_parking"', ParkingRuleConfig),
     ('[[cameras.rules]] type = "illegal_stall"', StallRuleConfig),
     ('[[cameras.rules]] type = "piled_goods"', PiledGoodsRuleConfig),

@@ -211,7 +211,7 @@ async def _run(
     run_stop = asyncio.Event()  # this run's inputs and tail; ``stop`` is Ctrl-C
     sink = RecordingSink(KafkaAlertSink(cfg.kafka, cfg.site_map()))
     k = cfg.kafka
-    dead = KafkaDeadLetterSink(k.bootstrap, k.sensor_dead_letter_topic, k.partitions)
+    dead = KafkaDeadLetterSink(k, k.sensor_dead_letter_topic, k.partitions)
     edge = EdgeWorker(cfg, sink, pace=pace, dead_letters=dead)
     stop_edge = asyncio.Event()
     edge_task = asyncio.create_task(edge.run(stop_edge))

@@ -17,7 +17,7 @@ import pytest
 
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
 from tests.support import faults
-from tests.support.paths import BUS_JPG, VTEST
+from tests.support.paths import BUS_JPG, VTEST, ZIDANE_JPG
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 # fixtures that start (or hand out) a real server process: a test using any of them,
@@ -91,6 +91,11 @@ def vtest_video() -> Path:
 @pytest.fixture(scope="session")
 def bus_jpg() -> Path:
     return _require(BUS_JPG, "run scripts/setup.sh test (make test does this)")
+
+
+@pytest.fixture(scope="session")
+def zidane_jpg() -> Path:
+    return _require(ZIDANE_JPG, "run scripts/setup.sh test (make test does this)")
 
 
 @pytest.fixture(scope="session")

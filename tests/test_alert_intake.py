@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from core.kafka import create_topics
+from core.kafka import KafkaConfig, create_topics
 from pipeline.alert_intake import AlertIntake, Records
 from streetwatch.brokers import RunningBroker
 from tests.support.polling import until
@@ -44,7 +44,7 @@ def intake(
     on_poison: Any = None,
 ) -> AlertIntake:
     return AlertIntake(
-        bootstrap=bootstrap,
+        kafka=KafkaConfig(bootstrap=bootstrap),
         topic=topic,
         group=group,
         session_timeout_s=6.0,
@@ -72,7 +72,7 @@ async def committed(bootstrap: str, topic: str, group: str, partitions: int) -> 
 
 async def test_a_failed_batch_is_read_again_and_nothing_is_lost(tansu: RunningBroker) -> None:
     b, topic, group = tansu.address, f"alerts-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    await create_topics(b, [topic], 3)
+    await create_topics(KafkaConfig(bootstrap=b), [topic], 3)
     values = await write(b, topic, 100)
     handled: list[bytes] = []
     calls = 0
@@ -111,7 +111,7 @@ class WatchedLock(asyncio.Lock):
 
 async def test_a_rebalance_waits_for_the_batch_in_hand(tansu: RunningBroker) -> None:
     b, topic, group = tansu.address, f"alerts-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    await create_topics(b, [topic], 4)
+    await create_topics(KafkaConfig(bootstrap=b), [topic], 4)
     log: list[str] = []
     first_batch = asyncio.Event()
     release = asyncio.Event()
@@ -169,7 +169,7 @@ async def test_an_alert_that_fails_on_its_own_goes_to_the_dead_letters_and_the_r
     one alert at a time, the one that fails alone is handed over with its error, and
     every offset is committed; a retryable failure never poisons anything."""
     b, topic, group = tansu.address, f"alerts-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
-    await create_topics(b, [topic], 3)
+    await create_topics(KafkaConfig(bootstrap=b), [topic], 3)
     values = await write(b, topic, 60)
     poison = b"alert-017"
     handled: list[bytes] = []

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from core.kafka import KafkaConfig
 from core.records import DeadLetter
 from edge.dead_letters import DeadLetters, KafkaDeadLetterSink, MemoryDeadLetterSink
 from ingest.sensor_payload import BadReading, RejectReason
@@ -82,7 +83,7 @@ async def test_fuzz_corpus_every_bad_message_is_one_letter_with_its_reason() -> 
 async def test_kafka_sink_publishes_every_letter(tansu: RunningBroker) -> None:
     topic = f"streetwatch.sensors.dead-{uuid.uuid4().hex[:6]}"
     cases = fuzz_cases(bad=600, valid=100)
-    sink = KafkaDeadLetterSink(tansu.address, topic)
+    sink = KafkaDeadLetterSink(KafkaConfig(bootstrap=tansu.address), topic)
     await sink.start()
     dead = DeadLetters("box-1", sink)
     try:

@@ -169,10 +169,10 @@ async def test_video_and_sensor_alerts_become_deduplicated_cases(
     cfg, worker = chain
     sink = RecordingSink(KafkaAlertSink(cfg.kafka, cfg.site_map()))
     dead_topic = cfg.kafka.sensor_dead_letter_topic
-    dead_sink = KafkaDeadLetterSink(cfg.kafka.bootstrap, dead_topic)
+    dead_sink = KafkaDeadLetterSink(cfg.kafka, dead_topic)
     edge = EdgeWorker(cfg, sink, pace="fast", dead_letters=dead_sink)
     stop = asyncio.Event()
-    await ensure_topic(cfg.kafka.bootstrap, dead_topic)
+    await ensure_topic(cfg.kafka, dead_topic)
     sent = 2 * len(LEVELS) + 1
     async with (
         Topic(cfg.kafka, cfg.kafka.dispatch_topic) as dispatch,

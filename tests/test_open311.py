@@ -344,7 +344,7 @@ async def test_bridge_files_each_case_once_and_reports_closing(
     await server.up()
     cfg = bridge_config(tmp_path, tansu, server.endpoint)
     k = cfg.kafka
-    await create_topics(k.bootstrap, [k.dispatch_topic, k.status_topic], k.partitions)
+    await create_topics(k, [k.dispatch_topic, k.status_topic], k.partitions)
     good = [make_case(n) for n in range(1, 5)] + [make_case(5, "illegal_stall")]
     unmapped, refused = make_case(6, "smoke_alarm"), make_case(7, "bin_overflow")
     await publish(
@@ -442,7 +442,7 @@ async def test_bridge_never_commits_past_an_unfiled_case(
     server = GeoReportServer(api_key="k-123")  # not up: the port is closed
     cfg = bridge_config(tmp_path, tansu, server.endpoint, retries=1)
     k = cfg.kafka
-    await create_topics(k.bootstrap, [k.dispatch_topic, k.status_topic], k.partitions)
+    await create_topics(k, [k.dispatch_topic, k.status_topic], k.partitions)
     cases = [make_case(n) for n in range(1, 4)]
     await publish(cfg, opened(*cases))
     stop = asyncio.Event()
@@ -482,7 +482,7 @@ async def test_failed_case_is_filed_once_its_category_is_mapped(
     try:
         cfg = bridge_config(tmp_path, tansu, server.endpoint, api_key="")
         k = cfg.kafka
-        await create_topics(k.bootstrap, [k.dispatch_topic, k.status_topic], k.partitions)
+        await create_topics(k, [k.dispatch_topic, k.status_topic], k.partitions)
         case = make_case(1, "smoke_alarm")
         await publish(cfg, opened(case))
         stop = asyncio.Event()
@@ -541,7 +541,7 @@ async def test_bridge_token_resolution_and_closing(
     await server.up()
     cfg = bridge_config(tmp_path, tansu, server.endpoint, api_key="")
     k = cfg.kafka
-    await create_topics(k.bootstrap, [k.status_topic], k.partitions)
+    await create_topics(k, [k.status_topic], k.partitions)
     producer = AIOKafkaProducer(bootstrap_servers=k.bootstrap, acks="all")
     await producer.start()
     table = RequestTable(":memory:")

@@ -86,10 +86,8 @@ async def test_fuzzed_messages_are_dead_lettered_with_their_reason_and_valid_one
     assert sum(expected.values()) >= 3000 and len(expected) >= 8  # a real mix
 
     topic = cfg.kafka.sensor_dead_letter_topic
-    await ensure_topic(tansu.address, topic)
-    edge = EdgeWorker(
-        cfg, MemoryAlertSink(), dead_letters=KafkaDeadLetterSink(tansu.address, topic)
-    )
+    await ensure_topic(cfg.kafka, topic)
+    edge = EdgeWorker(cfg, MemoryAlertSink(), dead_letters=KafkaDeadLetterSink(cfg.kafka, topic))
     stop = asyncio.Event()
     async with Topic(cfg.kafka, topic) as dead:
         task = asyncio.create_task(edge.run(stop))

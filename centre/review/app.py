@@ -389,7 +389,7 @@ async def _connect(wb: Workbench, stop: asyncio.Event) -> None:
     """Start the producer (status updates, suppressions), retrying until the broker answers."""
     delay = 0.5
     while not stop.is_set():
-        producer = reliable_producer(wb.cfg.kafka.bootstrap)
+        producer = reliable_producer(wb.cfg.kafka)
         try:
             await producer.start()
         except KafkaError as exc:

@@ -119,6 +119,10 @@ CATEGORY: Mapping[str, tuple[str, str]] = {
     "device_offline": ("设备离线", "Device offline"),
     "low_battery": ("设备电量低", "Device battery low"),
     "edge_disk_low": ("边缘盒磁盘不足", "Edge box disk low"),
+    "camera_offline": ("摄像机离线", "Camera offline"),
+    "camera_frozen": ("摄像机画面冻结", "Camera picture frozen"),
+    "camera_covered": ("摄像机遮挡/失焦", "Camera covered or out of focus"),
+    "camera_moved": ("摄像机移位", "Camera moved"),
 }
 
 STATUS: Mapping[str, tuple[str, str]] = {

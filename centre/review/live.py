@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from centre.review.cards import Card, Queue
-from core.kafka import KafkaConfig
+from core.kafka import KafkaConfig, client_kwargs
 from core.records import Case, CaseEvent, CaseStatus
 from pipeline.cloudevents import EnvelopeError, parse_case_event
 from pipeline.store import CaseStore
@@ -125,7 +125,7 @@ class DispatchFeed:
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap, group_id=None, enable_auto_commit=False
+            **client_kwargs(self.kafka), group_id=None, enable_auto_commit=False
         )
         await consumer.start()
         try:

@@ -125,6 +125,10 @@ class CaseStore(ABC):
         """Events not yet marked published, emitted before ``older_than``, oldest first."""
 
     @abstractmethod
+    def unpublished_count(self) -> int:
+        """How many committed events wait in the outbox to be published."""
+
+    @abstractmethod
     def mark_published(self, event_ids: Sequence[str]) -> None:
         """Mark these events published (ids the store does not have are ignored)."""
 
@@ -211,6 +215,10 @@ class SqlReads(CaseStore):
             (self._time(older_than, "older_than"), limit),
         )
         return [CaseEvent.model_validate_json(r) for r in rows]
+
+    def unpublished_count(self) -> int:
+        (row,) = self._rows(f"SELECT count(*) FROM events WHERE {self.NOT_PUBLISHED}")
+        return int(row[0])
 
     def held(self, since: datetime, limit: int) -> list[Case]:
         return self._cases_due("held_since", since, "since", limit)

@@ -8,3 +8,4 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc
 VTEST = OPENCV_DATA / "vtest.avi"  # 768x576, 10 fps: a fixed camera over a pedestrian street
 BUS_JPG = ROOT / ".cache" / "media" / "bus.jpg"  # fetched by scripts/setup.sh test
+ZIDANE_JPG = ROOT / ".cache" / "media" / "zidane.jpg"  # two faces; scripts/setup.sh test

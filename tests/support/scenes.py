@@ -186,13 +186,13 @@ LEUVEN_WALL = [[100, 380], [300, 380], [300, 490], [100, 490]]  # two bicycles l
 LEUVEN_STREET = [[420, 420], [620, 420], [620, 560], [420, 560]]  # open cobbles
 
 
-def still_photo(path: Path, photo: Path, seconds: int) -> Path:
+def still_photo(path: Path, photo: Path, seconds: int, fps: float = FPS) -> Path:
     """A real street photo (OpenCV's leuvenB.jpg) held still, with sensor noise."""
     rng = np.random.default_rng(3)
     image = cv2.imread(str(photo))
     assert image is not None, photo
     still = np.asarray(image, dtype=np.uint8)
-    return write(path, (noisy(still, rng) for _ in range(int(seconds * FPS))))
+    return write(path, (noisy(still, rng) for _ in range(int(seconds * fps))), fps)
 
 
 ALPHAMAT = Path("/usr/share/doc/opencv-doc/examples/alphamat")
