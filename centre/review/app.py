@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from centre.config import CentreServiceConfig
 from centre.evidence_store import EvidenceStore, FilesystemEvidenceStore
-from centre.review.cards import Card, Filters
+from centre.review.cards import Card, Filters, cameras_of, level_at
 from centre.review.db import Role, User, WorkbenchDb
 from centre.review.i18n import REASON, Words
 from centre.review.live import DispatchFeed, Hub
@@ -625,7 +625,7 @@ def _routes(app: FastAPI, wb: Workbench, templates: Jinja2Templates) -> None:
             found = [e for e in case.evidence if e.kind is kind]
             return found[-1] if found else None
 
-        cameras = sorted(k.split(":", 1)[1] for k in case.sources if k.startswith("camera:"))
+        cameras = cameras_of(case)
         pending = request.session.pop("pending", None)
         return page(
             request,
@@ -646,11 +646,7 @@ def _routes(app: FastAPI, wb: Workbench, templates: Jinja2Templates) -> None:
             level_of=lambda clock: (
                 "green"
                 if clock.met_at is not None
-                else "red"
-                if now >= clock.due_at
-                else "yellow"
-                if now >= clock.yellow_at
-                else "green"
+                else level_at(clock.yellow_at, clock.due_at, now)
             ),
         )
 
@@ -826,7 +822,7 @@ def _suppression(
     default_days: float,
 ) -> Suppression:
     """The suppression a rejection asks for; HTTP 422 naming what is wrong."""
-    cameras = sorted(k.split(":", 1)[1] for k in case.sources if k.startswith("camera:"))
+    cameras = cameras_of(case)
     if not cameras:
         raise HTTPException(422, "only a camera's case can suppress (no camera reported it)")
     camera = camera or cameras[0]

@@ -18,6 +18,21 @@ from core.records import Case, CaseStatus, EvidenceKind
 LEVEL_RANK = {"red": 0, "yellow": 1, "green": 2}
 
 
+def level_at(yellow_at: datetime | None, due_at: datetime | None, now: datetime) -> str:
+    """The colour of an SLA clock at ``now``: red past its deadline, yellow past its
+    warning, else green."""
+    if due_at is not None and now >= due_at:
+        return "red"
+    if yellow_at is not None and now >= yellow_at:
+        return "yellow"
+    return "green"
+
+
+def cameras_of(case: Case) -> list[str]:
+    """The cameras that reported ``case`` (its ``camera:<id>`` sources), sorted."""
+    return sorted(key.split(":", 1)[1] for key in case.sources if key.startswith("camera:"))
+
+
 @dataclass(frozen=True)
 class Card:
     """What the queue shows and sorts by, taken from one version of a case."""
@@ -47,7 +62,6 @@ class Card:
         g = case.place.grids
         running = next((c for c in case.sla if c.met_at is None), None)
         kinds = {key.split(":", 1)[0] for key in case.sources}
-        cameras = {key.split(":", 1)[1] for key in case.sources if key.startswith("camera:")}
         snapshots = [e for e in case.evidence if e.kind is EvidenceKind.SNAPSHOT]
         return cls(
             case_id=case.case_id,
@@ -62,7 +76,7 @@ class Card:
             filed_at=case.filed_at,
             last_seen=case.last_seen,
             source_kinds=frozenset(kinds),
-            cameras=frozenset(cameras),
+            cameras=frozenset(cameras_of(case)),
             stage=running.stage.value if running else None,
             yellow_at=running.yellow_at if running else None,
             due_at=running.due_at if running else None,
@@ -73,11 +87,7 @@ class Card:
 
     def level(self, now: datetime) -> str:
         """The colour of the running SLA stage now: green, yellow or red."""
-        if self.due_at is not None and now >= self.due_at:
-            return "red"
-        if self.yellow_at is not None and now >= self.yellow_at:
-            return "yellow"
-        return "green"
+        return level_at(self.yellow_at, self.due_at, now)
 
     def sort_key(self, now: datetime) -> tuple[int, int, datetime, str]:
         """Red first, then yellow, then by urgency, then the oldest."""

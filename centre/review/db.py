@@ -256,15 +256,11 @@ class WorkbenchDb:
             )
             return str(row[0])
 
-    def suppressions(self, *, live_at: datetime | None = None) -> list[StoredSuppression]:
-        """All suppressions, newest first; with ``live_at``, those in force then."""
-        sql = "SELECT body, lifted_at, lifted_by, lifted_why FROM suppressions"
-        params: tuple[object, ...] = ()
-        if live_at is not None:
-            sql += " WHERE lifted_at IS NULL AND expires_at > ?"
-            params = (live_at.timestamp(),)
+    def suppressions(self) -> list[StoredSuppression]:
+        """All suppressions, lifted and expired ones too, newest first."""
+        sql = "SELECT body, lifted_at, lifted_by, lifted_why FROM suppressions ORDER BY rowid DESC"
         with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY rowid DESC", params).fetchall()
+            rows = self._conn.execute(sql).fetchall()
         return [
             StoredSuppression(Suppression.model_validate_json(r[0]), r[1], r[2], r[3]) for r in rows
         ]
