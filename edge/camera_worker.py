@@ -16,6 +16,18 @@ thread, so that alert waits in a queue until its clip is ready, and alerts
 leave this camera in the order they fired. A clip that cannot be made is
 logged and counted, and the alert goes without it.
 
+Evidence pool: the box shares one small pool of evidence threads
+(``[edge] evidence_workers``) among its cameras, given as ``evidence_pool``.
+Clips are encoded there, and so are the face-blurred snapshot and frame of a
+camera with ``[cameras.privacy] blur_faces``: finding faces costs 0.2-0.3 s
+a picture on an edge CPU, which the camera thread would otherwise spend not
+analysing. The pool's size bounds the memory of evidence work: one x264
+encoder holds about 40 MB at 768x576, and eight cameras raising at once
+would hold eight. Without a pool (replays, tests) each camera encodes its
+clips on a thread of its own and blurs on the camera thread. A snapshot that
+cannot be made is logged and counted (``snapshot_failures``) like a clip, and
+the alert goes without it.
+
 Main stream for evidence: when the camera has an ``evidence_url``,
 :meth:`CameraWorker.open_evidence` builds an
 :class:`~ingest.evidence_stream.EvidenceStream` for it (the caller starts
@@ -47,7 +59,7 @@ from __future__ import annotations
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +101,18 @@ class BoundRule:
     place: Place
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An alert waiting for evidence made off the camera thread."""
+
+    alert: Alert
+    pictures: Future[tuple[Evidence, ...]] | None = None  # snapshot and frame, blurred
+    clip: Future[Evidence] | None = None
+
+    def ready(self) -> bool:
+        return all(f is None or f.done() for f in (self.pictures, self.clip))
+
+
 class CameraWorker:
     def __init__(
         self,
@@ -98,8 +122,10 @@ class CameraWorker:
         evidence_dir: Path,
         emit: Callable[[Alert], None],
         suppressions: SuppressionBook | None = None,
+        evidence_pool: Executor | None = None,
     ) -> None:
         self.cam = cam
+        self.evidence_pool = evidence_pool
         self.detector = detector
         self.evidence_dir = evidence_dir / cam.camera_id
         self.emit = emit
@@ -151,6 +177,7 @@ class CameraWorker:
                 pre_s=c.pre_s,
                 post_s=c.post_s,
                 budget_bytes=int(c.budget_mb * 1024 * 1024),
+                executor=evidence_pool,
                 redact=self.privacy.clip_frames if self.privacy else None,
                 originals=self.privacy.originals
                 if self.privacy and self.privacy.keep_originals
@@ -159,8 +186,10 @@ class CameraWorker:
             if c.enabled
             else None
         )
-        self.pending: deque[tuple[Alert, Future[Evidence] | None]] = deque()
+        # alerts in the order they fired, each waiting for its pictures and clip (if any)
+        self.pending: deque[Pending] = deque()
         self.clip_failures: Counter[str] = Counter()
+        self.snapshot_failures: Counter[str] = Counter()
         self.evidence: EvidenceStream | None = None
         self.evidence_fallbacks = 0  # snapshots drawn on the sub-stream for want of a main frame
         self._clips_fallback_logged = False
@@ -295,12 +324,12 @@ class CameraWorker:
         for bound in self.rules:
             firing = bound.rule.observe(frame.captured_at, seen.get(bound.place.place_id, dets))
             if firing is not None:
-                alert = self._alert(frame, bound, firing)
+                alert, pictures = self._alert(frame, bound, firing)
                 clip = None
                 if self.clips is not None and firing.first_of_episode:
                     clip = self.clips.start(alert.alert_id, frame.captured_at)
-                self.pending.append((alert, clip))
-        self.pending.extend((alert, None) for alert in self.health.observe(frame))
+                self.pending.append(Pending(alert, pictures, clip))
+        self.pending.extend(Pending(alert) for alert in self.health.observe(frame))
         return self._emit_ready()
 
     def _unsuppressed(self, frame: Frame, dets: Detections) -> dict[str, Detections]:
@@ -388,35 +417,55 @@ class CameraWorker:
     def _emit_ready(self, wait: float | None = None) -> list[Alert]:
         emitted = []
         while self.pending:
-            alert, clip = self.pending[0]
-            if clip is not None:
-                if wait is None and not clip.done():
-                    break
-                try:
-                    evidence = clip.result(timeout=wait)
-                    alert = alert.model_copy(update={"evidence": (*alert.evidence, evidence)})
-                except FutureTimeout:
-                    self.clip_failures["timeout"] += 1
-                    log.error(
-                        "event=clip_missing camera=%s alert=%s reason=timeout",
-                        self.cam.camera_id,
-                        alert.alert_id,
-                    )
-                except Exception as exc:
-                    self.clip_failures[type(exc).__name__] += 1
-                    log.error(
-                        "event=clip_missing camera=%s alert=%s reason=%s",
-                        self.cam.camera_id,
-                        alert.alert_id,
-                        exc,
-                    )
+            head = self.pending[0]
+            if wait is None and not head.ready():
+                break
+            alert = head.alert
+            if head.pictures is not None:
+                pictures = self._evidence(alert, head.pictures, "snapshot", wait)
+                alert = alert.model_copy(update={"evidence": (*pictures, *alert.evidence)})
+            if head.clip is not None:
+                clip = self._evidence(alert, head.clip, "clip", wait)
+                alert = alert.model_copy(update={"evidence": (*alert.evidence, *clip)})
             self.pending.popleft()
             self.emit(alert)
             self.alerts += 1
             emitted.append(alert)
         return emitted
 
-    def _alert(self, frame: Frame, bound: BoundRule, firing: Firing) -> Alert:
+    def _evidence(
+        self,
+        alert: Alert,
+        made: Future[tuple[Evidence, ...]] | Future[Evidence],
+        kind: str,
+        wait: float | None,
+    ) -> tuple[Evidence, ...]:
+        """What ``made`` resolved to; nothing (logged and counted) if it failed."""
+        failures = self.clip_failures if kind == "clip" else self.snapshot_failures
+        try:
+            result = made.result(timeout=wait)
+        except FutureTimeout:
+            failures["timeout"] += 1
+            reason: object = "timeout"
+        except Exception as exc:
+            failures[type(exc).__name__] += 1
+            reason = exc
+        else:
+            return result if isinstance(result, tuple) else (result,)
+        log.error(
+            "event=%s_missing camera=%s alert=%s reason=%s",
+            kind,
+            self.cam.camera_id,
+            alert.alert_id,
+            reason,
+        )
+        return ()
+
+    def _alert(
+        self, frame: Frame, bound: BoundRule, firing: Firing
+    ) -> tuple[Alert, Future[tuple[Evidence, ...]] | None]:
+        """The alert, and its pictures still being blurred on the evidence pool (if so,
+        the alert has no pictures yet)."""
         rule, place = bound.rule, bound.place
         category = rule.cfg.category
         alert_id = Alert.make_id(
@@ -433,15 +482,23 @@ class CameraWorker:
         def draw(image: Image) -> Image:
             return annotate(image, rule.zone, firing.detections, header, scale=scale)
 
-        if self.privacy is not None:  # faces blurred; the originals kept aside
-            snapshot, analysed = self.privacy.write_alert_evidence(alert_id, picture, frame, draw)
-        else:
-            snapshot = write_snapshot(
-                draw(picture.image), self.evidence_dir, alert_id, picture.captured_at
+        pictures: Future[tuple[Evidence, ...]] | None = None
+        evidence: tuple[Evidence, ...] = ()
+        if self.privacy is not None and self.evidence_pool is not None:
+            pictures = self.evidence_pool.submit(
+                self.privacy.write_alert_evidence, alert_id, picture, frame, draw
             )
-            analysed = write_frame(frame.image, self.evidence_dir, alert_id, frame.captured_at)
+        elif self.privacy is not None:  # faces blurred; the originals kept aside
+            evidence = self.privacy.write_alert_evidence(alert_id, picture, frame, draw)
+        else:
+            evidence = (
+                write_snapshot(
+                    draw(picture.image), self.evidence_dir, alert_id, picture.captured_at
+                ),
+                write_frame(frame.image, self.evidence_dir, alert_id, frame.captured_at),
+            )
         scores = firing.detections.scores
-        return Alert(
+        alert = Alert(
             alert_id=alert_id,
             category=category,
             place=place,
@@ -452,6 +509,7 @@ class CameraWorker:
             first_seen=firing.first_seen,
             observed_at=frame.captured_at,
             confidence=round(float(np.max(scores)), 4) if len(scores) else rule.cfg.min_score,
-            evidence=(snapshot, analysed),
+            evidence=evidence,
             detections=firing.detections.to_records(self.tracks.ids_for(firing.detections)),
         )
+        return alert, pictures

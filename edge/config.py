@@ -237,6 +237,13 @@ class EdgeConfig(Section):
         description="Detector runs at once across all cameras (the rest wait their turn, so "
         "decoding always finds a core); 0: the box's cores divided by [detector] threads",
     )
+    evidence_workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Evidence jobs at once across all cameras: clip encodes (an x264 encoder "
+        "holds about 40 MB at 768x576) and face blurring; the rest wait their turn",
+    )
     camera_stuck_s: float = Field(
         default=60.0,
         gt=0,

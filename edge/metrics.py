@@ -151,6 +151,11 @@ class EdgeCollector:
             "Alerts that went without their clip, per reason",
             [*cam, "reason"],
         )
+        pictures = _counter(
+            "streetwatch_camera_snapshot_failures",
+            "Alerts that went without their snapshot and frame, per reason",
+            [*cam, "reason"],
+        )
         fallbacks = _counter(
             "streetwatch_camera_evidence_fallbacks",
             "Snapshots drawn on the analysed sub-stream for want of a main-stream frame",
@@ -185,12 +190,14 @@ class EdgeCollector:
             fallbacks.add_metric(c, worker.evidence_fallbacks if worker else 0)
             for reason, count in snapshot(worker.clip_failures if worker else {}).items():
                 clips.add_metric([*c, reason], count)
+            for reason, count in snapshot(worker.snapshot_failures if worker else {}).items():
+                pictures.add_metric([*c, reason], count)
             for kind, count in snapshot(
                 self.worker.stats.suppressed.get(run.camera_id, {})
             ).items():
                 suppressed.add_metric([*c, kind], count)
         yield from (decoded, analysed, detector, regions, gated, target, up, alerts, pending)
-        yield from (reconnects, stalls, errors, clips, fallbacks, suppressed)
+        yield from (reconnects, stalls, errors, clips, pictures, fallbacks, suppressed)
 
     def _alerts(self) -> Iterable[Metric]:
         stats = self.worker.stats

@@ -44,6 +44,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,6 +160,10 @@ class EdgeWorker:
         self.gate = InferenceGate(
             inference_slots(cfg.edge.inference_slots, cfg.detector.threads, os.cpu_count())
         )
+        # clips and blurred pictures of every camera (edge/camera_worker.py: "Evidence pool")
+        self.evidence_pool = ThreadPoolExecutor(
+            max_workers=cfg.edge.evidence_workers, thread_name_prefix="evidence"
+        )
         self.supervisor: CameraSupervisor[CameraConfig] = CameraSupervisor(
             self._run_camera,
             restart=BackoffPolicy(min_s=5.0, max_s=cfg.edge.camera_restart_max_s),
@@ -258,6 +263,7 @@ class EdgeWorker:
         await stop.wait()
         self.stop_threads.set()
         await asyncio.to_thread(self.supervisor.stop_all, 60.0)
+        self.evidence_pool.shutdown(wait=False)  # (each camera waited for its own evidence)
         if self.mqtt is not None:
             self.mqtt.stop()  # no message is taken in after this
         if self.sensors is not None:
@@ -487,7 +493,13 @@ class EdgeWorker:
 
         run.detector = TimedDetector(GatedDetector(detector, self.gate))  # its time, its turn
         worker = CameraWorker(
-            cam, self.cfg, run.detector, self.evidence_dir, emit, suppressions=self.suppressions
+            cam,
+            self.cfg,
+            run.detector,
+            self.evidence_dir,
+            emit,
+            suppressions=self.suppressions,
+            evidence_pool=self.evidence_pool,
         )
         run.worker = worker
         self.camera_health[cam.camera_id] = worker.health

@@ -91,6 +91,7 @@ class FakeCamera:
     evidence_fallbacks: int = 0
     pending: deque[object] = field(default_factory=deque)
     clip_failures: Counter[str] = field(default_factory=Counter)
+    snapshot_failures: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -139,6 +140,7 @@ def running_camera(worker: EdgeWorker) -> FakeCamera:
     run = worker.cameras["cam-1"]
     camera = FakeCamera(analysed=10, region_runs=1, alerts=2)
     camera.clip_failures["timeout"] += 1
+    camera.snapshot_failures["OSError"] += 2
     camera.pending.append(object())
     run.worker = cast(Any, camera)
     run.source = cast(Any, FakeSource(frames_decoded=50, reconnects=1))
@@ -172,6 +174,9 @@ def test_the_edge_collector_reads_the_workers_counters(tmp_path: Path) -> None:
     assert value(families, "streetwatch_camera_pending_alerts", **cam) == 1
     assert value(families, "streetwatch_camera_reconnects_total", **cam) == 1
     assert value(families, "streetwatch_camera_clip_failures_total", reason="timeout", **cam) == 1
+    assert (
+        value(families, "streetwatch_camera_snapshot_failures_total", reason="OSError", **cam) == 2
+    )
     assert (
         value(families, "streetwatch_camera_suppressed_detections_total", kind="mask", **cam) == 3
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -295,7 +296,14 @@ class ParkedCar:
         return dets(("car", (40, 560, 400, 710), 0.9))
 
 
-def worker(tmp: Path, alerts: list[Alert], *, privacy: bool, clips: bool = False) -> CameraWorker:
+def worker(
+    tmp: Path,
+    alerts: list[Alert],
+    *,
+    privacy: bool,
+    clips: bool = False,
+    pool: Executor | None = None,
+) -> CameraWorker:
     cfg = parse_edge_config({
         "edge": {"evidence_dir": str(tmp), "originals_keep_h": 2},
         "places": [{"place_id": "a"}],
@@ -311,7 +319,7 @@ def worker(tmp: Path, alerts: list[Alert], *, privacy: bool, clips: bool = False
                        "dwell_s": 1.0, "repeat_every_s": 60.0}],
         }],
     })  # fmt: skip
-    return CameraWorker(cfg.cameras[0], cfg, ParkedCar(), tmp, alerts.append)
+    return CameraWorker(cfg.cameras[0], cfg, ParkedCar(), tmp, alerts.append, evidence_pool=pool)
 
 
 def run(w: CameraWorker, image: Image, n: int) -> None:
@@ -324,18 +332,22 @@ def evidence(alert: Alert, kind: EvidenceKind) -> Evidence:
     return next(e for e in alert.evidence if e.kind is kind)
 
 
-def test_a_privacy_camera_uploads_only_blurred_evidence(tmp_path: Path, zidane: Image) -> None:
+@pytest.mark.parametrize("pooled", [False, True], ids=["on-the-camera-thread", "on-the-pool"])
+def test_a_privacy_camera_uploads_only_blurred_evidence(
+    tmp_path: Path, zidane: Image, pooled: bool
+) -> None:
     alerts: list[Alert] = []
-    w = worker(tmp_path, alerts, privacy=True, clips=True)
-    assert w.privacy is not None and w.health.redact == w.privacy.scrub  # health snapshots too
-    run(w, zidane, 8)
+    with ThreadPoolExecutor(2, thread_name_prefix="evidence") as pool:
+        w = worker(tmp_path, alerts, privacy=True, clips=True, pool=pool if pooled else None)
+        assert w.privacy is not None and w.health.redact == w.privacy.scrub  # health too
+        run(w, zidane, 8)
     assert len(alerts) == 1
     alert = alerts[0]
-    assert {e.kind for e in alert.evidence} == {
+    assert [e.kind for e in alert.evidence] == [
         EvidenceKind.SNAPSHOT,
         EvidenceKind.FRAME,
         EvidenceKind.CLIP,
-    }
+    ]
     for kind in (EvidenceKind.SNAPSHOT, EvidenceKind.FRAME):
         image = read(evidence(alert, kind).path)
         for face in FACES:
@@ -359,6 +371,25 @@ def test_a_privacy_camera_uploads_only_blurred_evidence(tmp_path: Path, zidane: 
         outbox.close()
     assert sorted(lane) == sorted(e.path for e in alert.evidence)
     assert not any(f"/{ORIGINALS}/" in p for p in lane)
+
+
+def test_an_alert_whose_blurring_fails_goes_without_pictures_and_is_counted(
+    tmp_path: Path, zidane: Image
+) -> None:
+    alerts: list[Alert] = []
+    with ThreadPoolExecutor(1) as pool:
+        w = worker(tmp_path, alerts, privacy=True, pool=pool)
+        assert w.privacy is not None
+
+        def broken(image: Image) -> npt.NDArray[np.float32]:
+            raise OSError("face model unreadable")
+
+        w.privacy.faces = broken  # type: ignore[method-assign]
+        run(w, zidane, 8)
+    assert len(alerts) == 1  # the case is raised all the same: nothing unblurred leaves
+    assert alerts[0].evidence == ()
+    assert w.snapshot_failures == {"OSError": 1}
+    assert not list((tmp_path / CAM).glob("*.jpg"))
 
 
 def test_a_camera_without_privacy_is_untouched(tmp_path: Path, zidane: Image) -> None:
