@@ -382,7 +382,10 @@ def edge_readiness(worker: EdgeWorker) -> Readiness:
     reasons: list[str] = []
     bootstrap = worker.cfg.kafka.bootstrap
     if not worker.sink_started:
-        reasons.append(f"kafka: not reached yet at {bootstrap} (the worker waits for it)")
+        reasons.append(
+            f"kafka: not reached yet at {bootstrap} ({worker.connect_attempts} attempts; "
+            "cameras and sensors run, alerts wait in the outbox)"
+        )
     elif not kafka_connected(worker):
         failed = max(worker.alerts_out, worker.dead_out, key=lambda f: f.last_failure or 0)
         reasons.append(

@@ -15,7 +15,10 @@ that. Camera analysis and MQTT intake never wait for the uplink. Two
 forwarders on the asyncio loop deliver the outbox's lanes (alerts to the
 alert sink, dead letters to theirs) in order, at least once, and delete
 what the broker acknowledged. On stop they get ``drain_s`` to empty their
-lanes; what is left is delivered after the next start.
+lanes; what is left is delivered after the next start. Kafka is reached in
+the background (the topics prepared, the sinks started, retried with backoff
+and logged ``event=kafka_unreachable``): a box that starts during a centre
+outage analyses and raises all the same, its alerts waiting in the outbox.
 
 Suppressions: with cameras, a task follows the suppression topic
 (:class:`~edge.suppressions.SuppressionFeed`) into the book the camera
@@ -39,11 +42,12 @@ scraped; counting costs the hot paths nothing more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,7 +76,7 @@ from edge.outbox import Entry, Forwarder, Outbox
 from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
 from edge.suppressions import SuppressionBook, SuppressionFeed
-from ingest.backoff import BackoffPolicy
+from ingest.backoff import Backoff, BackoffPolicy
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttSource
 from ingest.open_source import open_source
@@ -81,6 +85,8 @@ from ingest.stream_source import StreamOptions
 from ingest.video_file import Pace
 
 TICK_S = 1.0  # how often the sensor rules see time pass
+CONNECT_ATTEMPT_S = 15.0  # preparing (the topics) on a broker that does not answer: given up
+CONNECT_WAIT_S = 5.0  # a delivery waits this long for the sinks' start, then fails (retried)
 DRAIN_S = 30.0  # on stop, how long the forwarders may take to empty the outbox
 LOG_FIRST_REJECTS = 20  # rejects logged one by one per reason, then every LOG_EVERY_REJECT-th
 LOG_EVERY_REJECT = 1000
@@ -131,6 +137,10 @@ class CameraRun:
     error: str = ""
 
 
+class KafkaNotReached(Exception):
+    """The sinks have not reached the broker since the start: nothing can be sent yet."""
+
+
 class EdgeWorker:
     def __init__(
         self,
@@ -140,6 +150,7 @@ class EdgeWorker:
         pace: Pace = "realtime",
         dead_letters: DeadLetterSink | None = None,
         drain_s: float = DRAIN_S,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.sink = sink
@@ -156,6 +167,10 @@ class EdgeWorker:
         self.cameras = {c.camera_id: CameraRun(c.camera_id, c.analysis_fps) for c in cfg.cameras}
         self.camera_health: dict[str, CameraHealth] = {}  # per camera thread; ticked for offline
         self.sink_started = False  # the alert sink reached the broker once
+        self.prepare = prepare  # before the sinks start, e.g. creating the topics
+        self.connect_retry = BackoffPolicy(min_s=1.0, max_s=30.0)
+        self.connect_attempts = 0  # failed attempts to reach Kafka since the start
+        self._sinks_up = asyncio.Event()
         self.stop_threads = threading.Event()
         self.gate = InferenceGate(
             inference_slots(cfg.edge.inference_slots, cfg.detector.threads, os.cpu_count())
@@ -207,9 +222,9 @@ class EdgeWorker:
 
     async def run(self, stop: asyncio.Event) -> EdgeStats:
         self._loop = asyncio.get_running_loop()
-        await self.sink.start()
-        await self.dead_sink.start()
-        self.sink_started = True
+        # Kafka in the background: a box that starts in a centre outage analyses all the
+        # same, and its alerts wait in the outbox until the broker answers
+        connecting = asyncio.create_task(self._connect())
         detector = build_detector(self.cfg.detector) if self.cfg.cameras else None
         client_id = self.cfg.mqtt.client_id or f"streetwatch-{self.cfg.edge.box_id}"
         subscribed: threading.Event | None = None
@@ -273,8 +288,11 @@ class EdgeWorker:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await self._drain(delivered, forwarding)
-        await self.dead_sink.stop()
-        await self.sink.stop()
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        if self.sink_started:
+            await self.dead_sink.stop()
+            await self.sink.stop()
         if self.feed is not None:
             self.stats.readings = self.feed.readings
             self.stats.rejects = Counter(self.feed.rejects)
@@ -293,6 +311,33 @@ class EdgeWorker:
             dict(self.stats.suppression_rejects),
         )
         return self.stats
+
+    async def _connect(self) -> None:
+        """Prepare (the topics), then start both sinks, retrying until Kafka answers."""
+        backoff = Backoff(self.connect_retry)
+        while True:
+            try:
+                if self.prepare is not None:  # (a broker that hangs must not hold us quiet)
+                    await asyncio.wait_for(self.prepare(), CONNECT_ATTEMPT_S)
+                await self.sink.start()
+                await self.dead_sink.start()
+            except Exception as exc:  # KafkaError, OSError, TLS errors: all mean "not yet"
+                delay = backoff.next_delay()
+                self.connect_attempts += 1
+                log.warning(
+                    "event=kafka_unreachable bootstrap=%s error=%s attempt=%d: alerts wait in "
+                    "the outbox; retrying in %.1fs",
+                    self.cfg.kafka.bootstrap,
+                    f"{type(exc).__name__}: {str(exc) or 'no answer'}",
+                    self.connect_attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.sink_started = True
+            self._sinks_up.set()
+            log.info("event=kafka_connected bootstrap=%s", self.cfg.kafka.bootstrap)
+            return
 
     async def _all_cameras(self) -> None:
         await asyncio.to_thread(self.supervisor.wait_all)
@@ -428,6 +473,7 @@ class EdgeWorker:
     # -- the forwarders' senders -----------------------------------------------
 
     async def _send_alerts(self, entries: Sequence[Entry]) -> None:
+        await self._connected()
         alerts = [Alert.model_validate_json(e.value) for e in entries]
         await self.sink.publish(alerts)
         self.stats.alerts += len(alerts)
@@ -441,7 +487,19 @@ class EdgeWorker:
                 alert.alert_id,
             )
 
+    async def _connected(self) -> None:
+        """Return once the sinks are started; raise (the forwarder retries) after a while."""
+        if self.sink_started:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._sinks_up.wait(), CONNECT_WAIT_S)
+        if not self.sink_started:
+            raise KafkaNotReached(
+                f"kafka at {self.cfg.kafka.bootstrap} not reached yet; kept in the outbox"
+            )
+
     async def _send_dead(self, entries: Sequence[Entry]) -> None:
+        await self._connected()
         letters = [DeadLetter.model_validate_json(e.value) for e in entries]
         for letter in letters:
             await self.dead_sink.send(letter)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from core.config import ConfigError
 from core.logs import LOG_FORMATS, LogFormat, formatter
 from core.records import CaseStatus, StatusUpdate
+from core.version import streetwatch_version
 from streetwatch.service_config import (
     load_centre_config,
     load_dispatch_config,
@@ -72,6 +73,12 @@ def _aware(text: str) -> datetime:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streetwatch", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {streetwatch_version()}",
+        help="print the installed release and exit",
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
@@ -230,6 +237,7 @@ async def _edge(cfg: EdgeServiceConfig, fast: bool, path: Path | None = None) ->
         KafkaAlertSink(k, cfg.site_map()),
         pace="fast" if fast else "realtime",
         dead_letters=KafkaDeadLetterSink(k, k.sensor_dead_letter_topic, k.partitions),
+        prepare=lambda: ensure_topics(k, attempts=1),  # (retried by the worker, in the background)
     )
     if path is not None:
 
@@ -248,7 +256,6 @@ async def _edge(cfg: EdgeServiceConfig, fast: bool, path: Path | None = None) ->
     if ops is not None:
         await ops.start()
     try:
-        await ensure_topics(cfg.kafka)
         stats = await worker.run(stop)
     finally:
         if ops is not None:

@@ -303,6 +303,68 @@ async def test_the_kafka_broker_frozen_for_a_minute_loses_and_doubles_nothing(
     )
 
 
+async def test_an_edge_started_while_kafka_is_down_analyses_and_delivers_later(
+    centre: Centre,
+) -> None:
+    """A box rebooting in a centre outage: it must not wait for Kafka to analyse."""
+    devices = [f"sm-{i:02d}" for i in range(3)]
+    k = centre.kafka
+    os.kill(centre.tansu.child.pid, signal.SIGSTOP)  # hangs, as a broker behind a dead link
+    frozen_at = datetime.now(UTC)
+    edge = centre.edge(devices, camera=True)
+    try:
+        await until(lambda: centre.ready("edge"), "the edge ready without Kafka", timeout=60)
+        sensors = Sensors(centre.mosquitto.port)
+        for seq, device in enumerate(devices):
+            await asyncio.to_thread(sensors.alarm, device, seq)
+        sensors.close()
+        # the van stands from about 9 s into vtest: the parking rule raises meanwhile
+        await until(lambda: outbox_rows(centre.outbox) >= len(devices) + 2, "alerts kept", 90)
+        # longer than one connection attempt (edge/worker.py CONNECT_ATTEMPT_S): it says so
+        await asyncio.sleep(max(0.0, 25 - (datetime.now(UTC) - frozen_at).total_seconds()))
+        waiting = outbox_rows(centre.outbox)
+        os.kill(centre.tansu.child.pid, signal.SIGCONT)
+        thawed_at = datetime.now(UTC)
+        resumed = time.monotonic()
+        async with Topic(k, k.alerts_topic) as alerts, Topic(k, k.dispatch_topic) as dispatch:
+            await until(lambda: outbox_rows(centre.outbox) == 0, "the outbox emptied", 180)
+            recovery = time.monotonic() - resumed
+            assert edge.stop(timeout=60) == 0
+            await until(
+                lambda: len(alerts_of(alerts)) >= camera_raised(centre) + len(devices),
+                "every alert raised on the alerts topic",
+                timeout=60,
+            )
+            seen = alerts_of(alerts)
+            await dispatch.wait_for_alerts(seen.values(), timeout=120)
+            cases = dispatch.cases()
+    finally:
+        os.kill(centre.tansu.child.pid, signal.SIGCONT)
+        edge.stop()
+    log = (centre.tmp / "edge.log").read_text(errors="replace")
+    assert "event=kafka_unreachable" in log and "event=kafka_connected" in log
+    smoke = {c.place.place_id: c for c in cases.values() if c.category == "smoke_alarm"}
+    parking = [c for c in cases.values() if c.category == "illegal_parking"]
+    camera_alerts = [a for a in seen.values() if a.category == "illegal_parking"]
+    # analysed and raised while Kafka was out of reach
+    assert any(frozen_at <= a.observed_at <= thawed_at for a in camera_alerts)
+    assert sorted(smoke) == devices
+    assert len(camera_alerts) == camera_raised(centre)
+    assert len(parking) == 1 and parking[0].alert_count == len(camera_alerts)
+    doubled = duplicated(seen, cases)
+    assert doubled == 0
+    record(
+        FaultRow(
+            f"edge started with Kafka frozen (SIGSTOP); {waiting} alerts kept, then thawed",
+            alerts_raised=len(seen),
+            cases_delivered=len(cases),
+            lost=len(devices) - len(smoke) + camera_raised(centre) - len(camera_alerts),
+            duplicated=doubled,
+            recovery_s=recovery,
+        )
+    )
+
+
 @pytest.mark.parametrize("after_s", [0.0, 0.02, 0.03, 0.05, 0.3])
 async def test_the_edge_killed_right_after_a_one_off_alarm_gives_exactly_one_case(
     centre: Centre, after_s: float
