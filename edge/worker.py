@@ -77,6 +77,7 @@ from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
 from edge.suppressions import SuppressionBook, SuppressionFeed
 from ingest.backoff import Backoff, BackoffPolicy
+from ingest.device_registry import load_devices
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttSource
 from ingest.open_source import open_source
@@ -137,6 +138,38 @@ class CameraRun:
     error: str = ""
 
 
+# what a reload does not apply (the process was built on them): a restart does
+RESTART_SECTIONS = (
+    "edge",
+    "kafka",
+    "mqtt",
+    "neuron",
+    "detector",
+    "place_groups",
+    "dedup",
+    "device_types",
+    "devices",
+)
+
+
+def _places_of(cam: CameraConfig, cfg: EdgeServiceConfig) -> list[object]:
+    """The places a camera's zones (and its own ``place``) name, as ``cfg`` has them."""
+    names = sorted({z.place for z in cam.zones} | ({cam.place} if cam.place else set()))
+    by_id = {p.place_id: p for p in cfg.places}
+    return [by_id.get(n) for n in names]
+
+
+def _devices_in(cfg: EdgeServiceConfig) -> list[object]:
+    """The devices of the devices file, as read now (a reload compares them)."""
+    if not cfg.neuron.devices_file:
+        return []
+    try:
+        return list(load_devices(Path(cfg.neuron.devices_file)))
+    except Exception as exc:  # a broken file is the next start's problem: say so now
+        log.warning("event=devices_file_unreadable path=%s error=%s", cfg.neuron.devices_file, exc)
+        return [exc]
+
+
 class KafkaNotReached(Exception):
     """The sinks have not reached the broker since the start: nothing can be sent yet."""
 
@@ -190,6 +223,8 @@ class EdgeWorker:
         self._start = datetime.now(UTC)
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
         self.registry = cfg.device_registry()
+        self._devices = _devices_in(cfg)  # the devices file as read at the start
+        self._reloading = asyncio.Lock()
         self.feed: SensorFeed | None = None  # the sensor path in this process, or
         self.sensors: SensorService | None = None  # ... in child processes
         self.feed_lock = threading.Lock()
@@ -343,37 +378,55 @@ class EdgeWorker:
         await asyncio.to_thread(self.supervisor.wait_all)
         self.cameras_finished.set()
 
-    def reload(self, cfg: EdgeServiceConfig) -> Reload:
+    async def reload(self, cfg: EdgeServiceConfig) -> Reload:
         """Apply a new config's cameras while the others run on (``SIGHUP``): removed
-        and changed cameras stop, changed and added ones start. Places, zones and rules
-        come from ``cfg``; its other sections need a restart and are not applied."""
-        for section in ("edge", "kafka", "mqtt", "neuron", "detector"):
-            if getattr(cfg, section) != getattr(self.cfg, section):
-                log.warning("event=reload_needs_restart section=%s: not applied", section)
-        cfg = cfg.model_copy(
-            update={
-                s: getattr(self.cfg, s) for s in ("edge", "kafka", "mqtt", "neuron", "detector")
-            }
-        )
-        self.suppressions.set_cameras({c.camera_id: c.timezone for c in cfg.cameras})
-        for cam in cfg.cameras:
-            self.cameras.setdefault(cam.camera_id, CameraRun(cam.camera_id, cam.analysis_fps))
-            self.stats.suppressed.setdefault(cam.camera_id, Counter())
-        self.cfg = cfg
-        result = self.supervisor.reload(cfg.cameras, same=lambda a, b: a == b)
-        if (result.added or result.changed) and self._suppression_task is not None:
-            # read the topic again from its start: the new cameras' suppressions are there
-            self._suppression_task.cancel()
-            self._suppression_task = asyncio.get_running_loop().create_task(
-                self.suppression_feed.run()
+        and changed cameras stop, changed and added ones start. A camera counts as
+        changed when its own table changed or a place its zones name did. Every other
+        section needs a restart: a change there is logged ``event=reload_needs_restart``
+        and not applied. Reloads run one at a time; stopping cameras happens off the
+        loop, so the metrics, health checks and uplinks go on meanwhile."""
+        async with self._reloading:
+            old = self.cfg
+            for section in RESTART_SECTIONS:
+                if getattr(cfg, section) != getattr(old, section):
+                    log.warning("event=reload_needs_restart section=%s: not applied", section)
+            if cfg.neuron.devices_file and cfg.neuron.devices_file == old.neuron.devices_file:
+                now = _devices_in(cfg)
+                if now != self._devices:
+                    log.warning(
+                        "event=reload_needs_restart section=neuron.devices_file path=%s: "
+                        "not applied",
+                        cfg.neuron.devices_file,
+                    )
+            cfg = cfg.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
+            self.suppressions.set_cameras({c.camera_id: c.timezone for c in cfg.cameras})
+            for cam in cfg.cameras:
+                self.cameras.setdefault(cam.camera_id, CameraRun(cam.camera_id, cam.analysis_fps))
+                self.stats.suppressed.setdefault(cam.camera_id, Counter())
+            self.cfg = cfg
+
+            def same(a: CameraConfig, b: CameraConfig) -> bool:
+                return a == b and _places_of(a, old) == _places_of(b, cfg)
+
+            result = await asyncio.to_thread(self.supervisor.reload, cfg.cameras, same)
+            if (result.added or result.changed) and self._suppression_task is not None:
+                # read the topic again from its start: the new cameras' suppressions are there
+                self._suppression_task.cancel()
+                self._suppression_task = asyncio.create_task(self.suppression_feed.run())
+                self._background.append(self._suppression_task)
+            for camera_id in result.removed:
+                self.cameras.pop(camera_id, None)
+                health = self.camera_health.pop(camera_id, None)
+                if health is not None:
+                    health.stop()
+            log.info(
+                "event=reloaded added=%s removed=%s changed=%s kept=%d",
+                ",".join(result.added) or "-",
+                ",".join(result.removed) or "-",
+                ",".join(result.changed) or "-",
+                len(result.kept),
             )
-            self._background.append(self._suppression_task)
-        for camera_id in result.removed:
-            self.cameras.pop(camera_id, None)
-            health = self.camera_health.pop(camera_id, None)
-            if health is not None:
-                health.stop()
-        return result
+            return result
 
     # -- sensors -------------------------------------------------------------
 

@@ -240,6 +240,7 @@ async def _edge(cfg: EdgeServiceConfig, fast: bool, path: Path | None = None) ->
         prepare=lambda: ensure_topics(k, attempts=1),  # (retried by the worker, in the background)
     )
     if path is not None:
+        reloads: set[asyncio.Task[object]] = set()
 
         def reload() -> None:  # SIGHUP: cameras added, removed or changed; the rest run on
             try:
@@ -249,7 +250,9 @@ async def _edge(cfg: EdgeServiceConfig, fast: bool, path: Path | None = None) ->
                     "event=reload_refused error=%s: the running cameras stay", exc
                 )
                 return
-            worker.reload(new)
+            task = loop.create_task(worker.reload(new))  # (not in the signal handler: it waits)
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, reload)
     ops = edge_ops_server(worker)  # first: /readyz tells why the box waits (Kafka, say)

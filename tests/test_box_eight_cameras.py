@@ -131,7 +131,9 @@ async def test_eight_cameras_and_sensors_one_stream_killed_the_rest_at_rate_then
 
         threads = {c: edge.supervisor.cameras[c].thread for c in ids}
         added = config(tmp_path, mosquitto.port, [camera("cam-file-5", str(vtest_video))])
-        result = edge.reload(cfg.model_copy(update={"cameras": [*cfg.cameras, *added.cameras]}))
+        result = await edge.reload(
+            cfg.model_copy(update={"cameras": [*cfg.cameras, *added.cameras]})
+        )
         assert result.added == ("cam-file-5",) and not result.removed and not result.changed
         await until(lambda: analysed(edge, "cam-file-5") > 2, "the added camera analysing", 60)
         assert all(edge.supervisor.cameras[c].thread is threads[c] for c in ids)

@@ -10,13 +10,22 @@ feed retries in the background, as on a box whose uplink is down.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
+import signal
+import sys
+import urllib.request
 from pathlib import Path
 
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.config import PlaceConfig
 from core.kafka import KafkaConfig
 from edge.config import CameraConfig, EdgeServiceConfig, parse_edge_config
 from edge.worker import EdgeWorker
-from streetwatch.processes import free_port
+from streetwatch.processes import Child, free_port
 from tests.support.fakes import MemoryAlertSink
 from tests.support.polling import until
 
@@ -59,7 +68,7 @@ async def rates(edge: EdgeWorker, cameras: list[str], seconds: float) -> dict[st
 
 
 async def test_a_garbage_camera_leaves_the_others_at_their_rate_and_a_reload_adds_one(
-    tmp_path: Path, vtest_video: Path
+    tmp_path: Path, vtest_video: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(os.urandom(200_000))
@@ -81,7 +90,7 @@ async def test_a_garbage_camera_leaves_the_others_at_their_rate_and_a_reload_add
         # a reload: cam-d added, the garbage camera removed, the others untouched
         added = parse_camera(tmp_path, "cam-d", vtest_video)
         new = cfg.model_copy(update={"cameras": [*cfg.cameras[:3], added]})
-        result = edge.reload(new)
+        result = await edge.reload(new)
         assert (result.added, result.removed, result.kept) == (
             ("cam-d",),
             ("cam-bad",),
@@ -92,6 +101,30 @@ async def test_a_garbage_camera_leaves_the_others_at_their_rate_and_a_reload_add
         assert all(r >= 0.75 * FPS for r in after.values()), after
         assert all(edge.supervisor.cameras[c].thread is threads[c] for c in good)  # not restarted
         assert "cam-bad" not in edge.cameras and "cam-bad" not in edge.supervisor.cameras
+
+        # a place the zones name changed (its name, shown to reviewers): every camera
+        # watching it starts again with it; a section a reload cannot apply is named
+        # in the log and left as it was
+        renamed = new.model_copy(
+            update={
+                "places": [PlaceConfig(place_id="bay", name="Loading bay, north gate")],
+                "dedup": new.dedup.model_copy(update={"merge_within_m": 40.0}),
+            }
+        )
+        old = edge.cameras["cam-a"].worker
+        with caplog.at_level(logging.WARNING, logger="streetwatch.edge"):
+            again = await edge.reload(renamed)
+        assert again.changed == ("cam-a", "cam-b", "cam-c", "cam-d") and not again.kept
+        assert "event=reload_needs_restart section=dedup" in caplog.text
+        assert edge.cfg.dedup == new.dedup and edge.cfg.places == renamed.places
+        await until(
+            lambda: edge.cameras["cam-a"].worker is not old and analysed(edge, "cam-a") > 2,
+            "cam-a going again",
+            30,
+        )
+        assert edge.supervisor.cameras["cam-a"].thread is not threads["cam-a"]
+        worker = edge.cameras["cam-a"].worker
+        assert worker is not None and worker.rules[0].place.name == "Loading bay, north gate"
     finally:
         stop.set()
         stats = await asyncio.wait_for(run, 60)
@@ -100,3 +133,58 @@ async def test_a_garbage_camera_leaves_the_others_at_their_rate_and_a_reload_add
 
 def parse_camera(tmp: Path, camera_id: str, video: Path) -> CameraConfig:
     return config(tmp, [camera(camera_id, video)]).cameras[0]
+
+
+async def test_sighup_adds_a_camera_to_a_running_box_process(
+    tmp_path: Path, vtest_video: Path
+) -> None:
+    """The operator's way (``kill -HUP``): the file is read again, the new camera starts,
+    and the endpoints answer throughout. No Kafka: it is reached in the background."""
+    port = free_port()
+    first = [camera("cam-a", vtest_video)]
+    body = {
+        "edge": {
+            "box_id": "ws-hup",
+            "evidence_dir": str(tmp_path / "evidence"),
+            "http": f"127.0.0.1:{port}",
+        },
+        "kafka": KafkaConfig(bootstrap=f"127.0.0.1:{free_port()}").model_dump(),
+        "places": [{"place_id": "bay"}],
+        "cameras": first,
+    }
+    path = tmp_path / "edge.json"
+    path.write_text(json.dumps(body))
+    log = tmp_path / "edge.log"
+    edge = Child(
+        "edge",
+        [sys.executable, "-m", "streetwatch.cli", "edge", "--config", str(path)],
+        log=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await until(lambda: "event=ready" in log.read_text(), "the box ready", 60)
+        path.write_text(json.dumps({**body, "cameras": [*first, camera("cam-b", vtest_video)]}))
+        os.kill(edge.pid, signal.SIGHUP)
+        await until(lambda: "event=reloaded added=cam-b" in log.read_text(), "the reload", 30)
+        await until(lambda: scraped(url, "cam-b") > 2, "cam-b analysing", 30)
+        assert scraped(url, "cam-a") > 2
+        path.write_text("{not json")  # a broken file: refused, the cameras stay
+        os.kill(edge.pid, signal.SIGHUP)
+        await until(lambda: "event=reload_refused" in log.read_text(), "the refusal", 30)
+        before = scraped(url, "cam-b")
+        await until(lambda: scraped(url, "cam-b") > before, "cam-b still analysing", 30)
+        assert edge.stop(timeout=60) == 0
+    finally:
+        edge.stop()
+
+
+def scraped(url: str, camera_id: str) -> float:
+    """The camera's analysed frames, from the box's own /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "streetwatch_camera_frames_analysed":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels["camera"] == camera_id:
+                    return sample.value
+    return 0.0
