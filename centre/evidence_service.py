@@ -42,6 +42,9 @@ from core.signed_urls import signed_query, verify
 log = logging.getLogger("streetwatch.evidence")
 
 SHA = "{sha256:[0-9a-f]{64}}"
+#: on stop, how long uploads and downloads under way may take to finish (aiohttp's default,
+#: stated: docker/compose.yaml's stop_grace_period covers it; a cut upload is sent again)
+STOP_S = 60.0
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
@@ -181,7 +184,7 @@ class EvidenceService:
 async def serve(cfg: EvidenceConfig, stop: asyncio.Event) -> EvidenceService:
     """Run the service on ``cfg.host:cfg.port`` until ``stop`` is set."""
     service = EvidenceService(cfg)
-    runner = web.AppRunner(service.app(), access_log=None)
+    runner = web.AppRunner(service.app(), access_log=None, shutdown_timeout=STOP_S)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port)
     await site.start()

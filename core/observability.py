@@ -5,8 +5,10 @@
 - ``GET /metrics``: the Prometheus text format of one
   :class:`~prometheus_client.CollectorRegistry` of the worker's own (never
   the library's global one). The worker's collectors read its counters when
-  scraped, so the hot paths pay nothing for them;
-- ``GET /healthz``: 200 while the process and its loop run, with a few facts;
+  scraped, so the hot paths pay nothing for them; every worker adds its loop's
+  lag and ``streetwatch_build_info{version="…"} 1`` (the release it runs);
+- ``GET /healthz``: 200 while the process and its loop run, with the release's
+  version and a few facts;
 - ``GET /readyz``: 200 when the worker can do its job, 503 otherwise, the
   reasons in the JSON body (``{"ready": false, "reasons": ["kafka: ..."]}``).
 
@@ -34,6 +36,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from pydantic import AfterValidator
+
+from core.version import streetwatch_version
 
 log = logging.getLogger("streetwatch.ops")
 
@@ -113,6 +117,20 @@ class LoopCollector:
         )
 
 
+class BuildInfoCollector:
+    """``streetwatch_build_info{version="…"} 1``: the release the worker runs (an info-style
+    gauge: join on it to see which boxes still run an older release)."""
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "streetwatch_build_info",
+            "The streetwatch release this worker runs: always 1, the version is the label",
+            labels=["version"],
+        )
+        family.add_metric([streetwatch_version()], 1)
+        yield family
+
+
 def new_registry() -> CollectorRegistry:
     """A registry of the worker's own with its process's CPU, memory and file metrics
     (``streetwatch_process_*``)."""
@@ -147,6 +165,7 @@ class OpsServer:
         self.in_thread = in_thread
         self.loop = LoopCollector()
         registry.register(self.loop)
+        registry.register(BuildInfoCollector())
         self.bound = False
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -220,6 +239,7 @@ class OpsServer:
         body: dict[str, object] = {
             "status": "ok",
             "service": self.service,
+            "version": streetwatch_version(),
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.loop.started, 1),
             "loop_lag_s": round(self.loop.lag_s, 4),

@@ -4,6 +4,8 @@ Structured content mode: the message value is one JSON object with the
 CloudEvents attributes and the :class:`CaseEvent` as ``data``. ``id`` is the
 case event's id (case id and version), so a consumer that dedupes on the
 CloudEvents ``id`` sees every change once however often it is delivered.
+``dataschema`` names the JSON Schema (``docs/schemas/``) of the event's own
+``schema_version``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from core.records import CaseEvent
 
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "cn.streetwatch.case."
-DATA_SCHEMA = "streetwatch/case_event.v1.json"
+#: ``dataschema`` per ``schema_version``: the ``$id`` of that version's JSON Schema
+DATA_SCHEMA = "streetwatch/case_event.v{version}.json"
 
 
 _JSON_MEMO: OrderedDict[int, tuple[CaseEvent, str]] = OrderedDict()
@@ -55,7 +58,7 @@ def attributes(event: CaseEvent, source: str) -> dict[str, object]:
         "subject": event.case_id,
         "time": event.emitted_at.isoformat(),
         "datacontenttype": "application/json",
-        "dataschema": DATA_SCHEMA,
+        "dataschema": DATA_SCHEMA.format(version=event.schema_version),
     }
 
 

@@ -11,6 +11,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from centre.config import CentreServiceConfig, EvidenceBoxConfig, EvidenceConfig
+from centre.review.config import ReviewConfig
 from core.config import PlaceConfig
 from core.kafka import KafkaConfig
 from core.sites import DedupConfig, PlaceGroupConfig
@@ -101,6 +102,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[evidence_links]", EvidenceLinksConfig),
     ("[evidence]", EvidenceConfig),
     ("[[evidence.boxes]]", EvidenceBoxConfig),
+    ("[review]", ReviewConfig),
 ]
 
 INTRO = """# Configuration reference
@@ -123,7 +125,9 @@ devices or detector, and an edge box from one without the case store:
 - the edge box (`streetwatch edge`): {edge};
 - the dispatch service and the other central commands (`dispatch`, `tail`,
   `status`, `report`, `open311`, `store-sync`): {dispatch};
-- the evidence service (`streetwatch evidence serve`): {centre}.
+- the central web services, the evidence service and the review workbench
+  (`streetwatch evidence serve`, `streetwatch review serve` and its other
+  commands): {centre}.
 
 One file may hold both (the demo's does); `check-config`, `demo` and
 `replay` check a whole file. In a file that holds only the dispatch

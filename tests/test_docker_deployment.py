@@ -19,6 +19,11 @@ What is checked (plain parsing; nothing is built or started):
     secret; the configs' store URLs name its host, user and databases;
   - every service: a restart policy, and a health check or ``depends_on`` with
     conditions that can be met; the dispatch worker runs two replicas;
+  - every streetwatch service: a ``stop_grace_period`` of its own, at least the longest
+    stop its code allows plus a margin, computed from the code (the edge worker's camera
+    stop, sensor hand-over and ``DRAIN_S``; the evidence service's and the workbench's
+    ``STOP_S``); the edge box publishes ``[edge] http`` (metrics and health, listening on
+    every interface of the container) for the centre's Prometheus;
   - every file a volume, secret or build names exists in the repository; every
     ``/run/secrets/NAME`` a streetwatch config (or command) reads is a secret mounted
     into that service; ``docker/secrets/`` holds placeholders only;
@@ -39,18 +44,28 @@ What is checked (plain parsing; nothing is built or started):
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import re
 import shlex
 import tomllib
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from centre import evidence_service
+from centre.review import serve as review_serve
 from core.config import ConfigError
+from core.observability import listen_address
+from edge import worker as edge_worker
+from edge.camera_supervisor import CameraSupervisor
+from edge.camera_worker import CLIP_WAIT_S
+from edge.sensor_process import SensorService
 from streetwatch.brokers import PRODUCTION_MQTT
 from streetwatch.config import load_config
 from streetwatch.service_config import (
@@ -472,6 +487,99 @@ def test_every_file_the_compose_file_names_exists(file: str) -> None:
         if "build" in s:
             context = (DOCKER / s["build"]["context"]).resolve()
             assert (context / s["build"]["dockerfile"]).is_file(), name
+
+
+# -- scraping a box, stopping a service ----------------------------------------------------
+
+
+def test_the_box_publishes_its_metrics_and_health_port() -> None:
+    edge = services(EDGE)["edge"]
+    address = listen_address(load_edge_config(config_path(edge)[1]).edge.http)
+    assert address is not None, "[edge] http is off"
+    host, port = address
+    # a published port arrives on the container's own interface, not on its loopback
+    assert host in ("0.0.0.0", "::"), f"[edge] http listens on {host} only"
+    published = {}
+    for mapping in edge.get("ports", []):
+        outside, inside = str(mapping).rsplit(":", 2)[-2:]
+        published[int(inside)] = int(outside)
+    assert published.get(port) == port, f"port {port} ([edge] http) is not published as is"
+    assert f"127.0.0.1:{port}/healthz" in " ".join(edge["healthcheck"]["test"])
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)")
+UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+MARGIN_S = 20.0  # beyond the longest stop the code allows: closing clients, a slow disk
+
+
+def seconds(duration: str) -> float:
+    """A compose duration (``90s``, ``1m30s``) in seconds."""
+    parts = DURATION.findall(duration)
+    assert "".join(n + u for n, u in parts) == duration, f"not a duration: {duration}"
+    return sum(float(n) * UNIT_S[u] for n, u in parts)
+
+
+def timeout_default(function: Callable[..., Any]) -> float:
+    return float(inspect.signature(function).parameters["timeout"].default)
+
+
+def timeout_given(module: ModuleType, callee: str, default: float) -> float:
+    """The timeout ``module``'s one call of ``callee`` (``self.supervisor.stop_all``)
+    passes, called directly or handed to ``asyncio.to_thread``: its first argument or
+    ``timeout=``; ``default`` (the callee's own) when it passes none."""
+    found = []
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if not isinstance(node, ast.Call):
+            continue
+        if ast.unparse(node.func) == callee:
+            args = node.args
+        elif (
+            ast.unparse(node.func) == "asyncio.to_thread"
+            and node.args
+            and ast.unparse(node.args[0]) == callee
+        ):
+            args = node.args[1:]
+        else:
+            continue
+        given = (
+            args[0] if args else next((k.value for k in node.keywords if k.arg == "timeout"), None)
+        )
+        found.append(default if given is None else float(ast.literal_eval(given)))
+    assert len(found) == 1, f"{module.__name__} calls {callee} {len(found)} times"
+    return found[0]
+
+
+def edge_stop_s() -> float:
+    """The edge worker's longest stop (``EdgeWorker.run`` after ``stop``), step by step."""
+    # the camera threads: the supervisor's wait, and then the worker waits for every
+    # thread to end anyway; a camera waits up to CLIP_WAIT_S for its last clips
+    stop_all = timeout_default(CameraSupervisor.stop_all)
+    cameras = timeout_given(edge_worker, "self.supervisor.stop_all", stop_all)
+    # the sensor processes hand over what they hold
+    sensors = timeout_given(edge_worker, "self.sensors.stop", timeout_default(SensorService.stop))
+    # the forwarders empty the outbox
+    return max(cameras, CLIP_WAIT_S) + sensors + edge_worker.DRAIN_S
+
+
+#: command -> the longest stop its code allows; the dispatch worker and store-sync have no
+#: timer of their own on stop (the batch in hand, then they leave their groups)
+LONGEST_STOP_S: dict[str, Callable[[], float]] = {
+    "edge": edge_stop_s,
+    "evidence": lambda: evidence_service.STOP_S,
+    "review": lambda: review_serve.STOP_S,
+}
+
+
+@pytest.mark.parametrize(("file", "name", "service"), STREETWATCH, ids=IDS)
+def test_the_stop_grace_period_covers_the_longest_stop(
+    file: str, name: str, service: dict[str, Any]
+) -> None:
+    assert "stop_grace_period" in service, f"{name}: compose's default (10 s) is no choice"
+    grace = seconds(str(service["stop_grace_period"]))
+    longest = LONGEST_STOP_S.get(command(service)[0])
+    if longest is not None:
+        need = longest() + MARGIN_S
+        assert grace >= need, f"{name}: stop_grace_period {grace:.0f}s, the stop needs {need:.0f}s"
 
 
 def test_the_secrets_folder_holds_placeholders_only() -> None:

@@ -7,6 +7,7 @@ processes while alerts flow."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from core.observability import (
     listen_address,
     new_registry,
 )
+from core.version import streetwatch_version
 from detectors.base import Frame
 from detectors.detections import Detections
 from edge.config import EdgeServiceConfig, parse_edge_config
@@ -41,12 +43,16 @@ from pipeline.alert_intake import AlertIntake
 from pipeline.case_engine import CaseEngine, EngineStats
 from pipeline.metrics import DispatchCollector, DispatchParts, DispatchStats, dispatch_readiness
 from pipeline.store import CaseStore
+from streetwatch.cli import main
 from streetwatch.processes import free_port
 from tests.support.factories import alert, dets
 from tests.support.fakes import MemoryAlertSink
 from tests.support.paths import ROOT, VTEST
 
 Families = dict[str, Any]
+
+#: the installed release, as the package metadata has it (pyproject.toml's [project] version)
+VERSION = importlib.metadata.version("streetwatch")
 
 
 def scrape(collector: object) -> Families:
@@ -386,8 +392,13 @@ def test_the_readme_lists_every_metric_and_no_other(tmp_path: Path) -> None:
     box.mqtt, box.sensors = None, cast(Any, FakeSensors())
     separate = scrape(EdgeCollector(box))
     centre = scrape(DispatchCollector(dispatch_parts(waiting=0)))
-    served = set().union(*(served_names(f) for f in (in_process, separate, centre)))
-    served.add("streetwatch_event_loop_lag_seconds")
+    # and what every worker's server adds (the loop's lag, the release)
+    ops = OpsServer("edge", ("127.0.0.1", 0), new_registry(), Readiness)
+    both = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(ops.registry).decode())
+    }
+    served = set().union(*(served_names(f) for f in (in_process, separate, centre, both)))
+    assert {"streetwatch_event_loop_lag_seconds", "streetwatch_build_info"} <= served
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Operating a box: metrics and health")[1].split("\n## ")[0]
@@ -430,12 +441,14 @@ async def test_the_endpoints_answer_and_a_taken_port_does_not_stop_the_worker(
             async with http.get(f"{url}/metrics") as r:
                 assert r.status == 200
                 assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-                names = {f.name for f in text_string_to_metric_families(await r.text())}
-                assert "streetwatch_event_loop_lag_seconds" in names
+                families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+                assert "streetwatch_event_loop_lag_seconds" in families
+                assert value(families, "streetwatch_build_info", version=VERSION) == 1
             async with http.get(f"{url}/healthz") as r:
                 assert r.status == 200
                 health = await r.json()
                 assert health["status"] == "ok" and health["service"] == "edge"
+                assert health["version"] == VERSION
             async with http.get(f"{url}/readyz") as r:
                 assert r.status == 503
                 assert await r.json() == {
@@ -450,6 +463,14 @@ async def test_the_endpoints_answer_and_a_taken_port_does_not_stop_the_worker(
     finally:
         await taken.stop()
         await server.stop()
+
+
+def test_the_version_is_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
+    assert streetwatch_version() == VERSION
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"streetwatch {VERSION}\n"
 
 
 def test_listen_addresses() -> None:

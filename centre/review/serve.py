@@ -12,6 +12,11 @@ from centre.review.app import create_app
 
 log = logging.getLogger("streetwatch.review")
 
+#: on stop, how long requests under way may take before they are cancelled. A browser's
+#: live feed (/events, server-sent events) never ends by itself, so without a limit one open
+#: tab would hold the stop until Docker (or systemd) kills the process.
+STOP_S = 10
+
 
 async def serve(cfg: CentreServiceConfig, stop: asyncio.Event) -> None:
     """Serve the workbench on ``[review] host:port`` until ``stop`` is set."""
@@ -25,6 +30,7 @@ async def serve(cfg: CentreServiceConfig, stop: asyncio.Event) -> None:
             access_log=False,
             lifespan="on",
             proxy_headers=False,  # the throttle keys on the peer address; no header may change it
+            timeout_graceful_shutdown=STOP_S,
         )
     )
     # the caller owns SIGINT/SIGTERM (``stop``); uvicorn's own handlers are not installed
