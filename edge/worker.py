@@ -384,7 +384,8 @@ class EdgeWorker:
         changed when its own table changed or a place its zones name did. Every other
         section needs a restart: a change there is logged ``event=reload_needs_restart``
         and not applied. Reloads run one at a time; stopping cameras happens off the
-        loop, so the metrics, health checks and uplinks go on meanwhile."""
+        loop, so the metrics, health checks and uplinks go on meanwhile; the supervisor logs
+        ``event=cameras_reloaded`` with what changed."""
         async with self._reloading:
             old = self.cfg
             for section in RESTART_SECTIONS:
@@ -398,6 +399,11 @@ class EdgeWorker:
                         "not applied",
                         cfg.neuron.devices_file,
                     )
+            if cfg.places != old.places and len(self.registry):
+                log.warning(
+                    "event=reload_needs_restart section=places: applied to the cameras, not "
+                    "to the sensors"
+                )
             cfg = cfg.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
             self.suppressions.set_cameras({c.camera_id: c.timezone for c in cfg.cameras})
             for cam in cfg.cameras:
@@ -419,13 +425,6 @@ class EdgeWorker:
                 health = self.camera_health.pop(camera_id, None)
                 if health is not None:
                     health.stop()
-            log.info(
-                "event=reloaded added=%s removed=%s changed=%s kept=%d",
-                ",".join(result.added) or "-",
-                ",".join(result.removed) or "-",
-                ",".join(result.changed) or "-",
-                len(result.kept),
-            )
             return result
 
     # -- sensors -------------------------------------------------------------

@@ -165,7 +165,9 @@ async def test_sighup_adds_a_camera_to_a_running_box_process(
         await until(lambda: "event=ready" in log.read_text(), "the box ready", 60)
         path.write_text(json.dumps({**body, "cameras": [*first, camera("cam-b", vtest_video)]}))
         os.kill(edge.pid, signal.SIGHUP)
-        await until(lambda: "event=reloaded added=cam-b" in log.read_text(), "the reload", 30)
+        await until(
+            lambda: "event=cameras_reloaded added=cam-b" in log.read_text(), "the reload", 30
+        )
         await until(lambda: scraped(url, "cam-b") > 2, "cam-b analysing", 30)
         assert scraped(url, "cam-a") > 2
         path.write_text("{not json")  # a broken file: refused, the cameras stay
