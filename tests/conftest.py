@@ -17,12 +17,13 @@ import pytest
 
 from streetwatch.brokers import RunningBroker, start_mosquitto, start_tansu
 from tests.support import faults
-from tests.support.paths import BUS_JPG, VTEST, ZIDANE_JPG
+from tests.support.paths import BUS_JPG, PLATE_PNG, VTEST, ZIDANE_JPG
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
+from tests.support.rtsp import RtspServer, require_prerequisites
 
 # fixtures that start (or hand out) a real server process: a test using any of them,
 # directly or through another fixture, must be marked integration. rtsp_server is
-# test_stream_sources.py's (Debian's python3 running tests/support/rtsp_server.py).
+# Debian's python3 running tests/support/rtsp_server.py (tests/support/rtsp.py).
 SERVER_FIXTURES = frozenset(
     {"tansu", "mosquitto", "postgres_server", "postgres_url", "rtsp_server"}
 )
@@ -99,6 +100,11 @@ def zidane_jpg() -> Path:
 
 
 @pytest.fixture(scope="session")
+def plate_png() -> Path:
+    return _require(PLATE_PNG, "run scripts/setup.sh test (make test does this)")
+
+
+@pytest.fixture(scope="session")
 def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBroker]:
     broker = start_tansu(tmp_path_factory.mktemp("tansu"))
     yield broker
@@ -129,6 +135,23 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The server's maintenance database (tests wanting an empty one create their own)."""
     return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def rtsp_prerequisites() -> None:
+    """Fail (not skip) with the package list when the RTSP test server cannot run here."""
+    require_prerequisites()
+
+
+@pytest.fixture
+def rtsp_server(
+    rtsp_prerequisites: None, tmp_path: Path, vtest_video: Path
+) -> Iterator[RtspServer]:
+    """tests/support/rtsp_server.py looping vtest.avi on a free port, one per test."""
+    server = RtspServer(tmp_path, vtest_video)
+    server.start()
+    yield server
+    server.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

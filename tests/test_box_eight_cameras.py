@@ -28,11 +28,8 @@ from streetwatch.brokers import RunningBroker
 from streetwatch.processes import free_port
 from tests.support.fakes import MemoryAlertSink
 from tests.support.polling import until
+from tests.support.rtsp import RtspServer
 from tests.support.scenes import static_scene
-from tests.test_stream_sources import (  # the real RTSP server and its check
-    RtspServer,
-    rtsp_prerequisites,  # noqa: F401
-)
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +87,7 @@ def smoke_alarm(port: int, device: str) -> None:
 
 
 async def test_eight_cameras_and_sensors_one_stream_killed_the_rest_at_rate_then_a_reload(
-    rtsp_prerequisites: None,  # noqa: F811
+    rtsp_prerequisites: None,
     mosquitto: RunningBroker,
     tmp_path: Path,
     vtest_video: Path,

@@ -57,11 +57,7 @@ from ingest.frames import Frame, SourceState, SourceStatus
 from streetwatch.config import parse_config
 from tests.support import scenes
 from tests.support.fakes import MemoryAlertSink
-from tests.test_stream_sources import (  # the real RTSP server's fixtures
-    RtspServer,
-    rtsp_prerequisites,  # noqa: F401
-    rtsp_server,  # noqa: F401
-)
+from tests.support.rtsp import RtspServer
 
 Image = npt.NDArray[np.uint8]
 START = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
@@ -546,7 +542,7 @@ def test_the_worker_raises_offline_for_a_camera_whose_source_fails_not_one_that_
 
 
 @pytest.mark.integration
-def test_rtsp_camera_offline_then_back(tmp_path: Path, rtsp_server: RtspServer) -> None:  # noqa: F811
+def test_rtsp_camera_offline_then_back(tmp_path: Path, rtsp_server: RtspServer) -> None:
     """The real RTSP server (tests/support/rtsp_server.py) killed, then started again."""
     cfg = edge_config(
         tmp_path,

@@ -9,12 +9,9 @@ bounded; a failed wait names what it waited for and the statuses seen.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 import random
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,15 +28,10 @@ from ingest.frames import Frame, FrameSource, SourceError, SourceState, SourceSt
 from ingest.open_source import open_source
 from ingest.stream_source import StreamOptions, StreamSource
 from ingest.video_file import VideoFileSource
-from streetwatch.processes import Child, free_port, wait_for_port
+from streetwatch.processes import free_port
 from tests.support.mjpeg_server import MjpegServer
+from tests.support.rtsp import RtspServer
 
-SYSTEM_PYTHON = Path("/usr/bin/python3")
-SERVER_SCRIPT = Path(__file__).parent / "support" / "rtsp_server.py"
-PACKAGES = (
-    "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
-    "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav"
-)
 VTEST_SHAPE = (576, 768, 3)
 
 # Short timeouts and delays so that every scenario fits in a few seconds.
@@ -48,94 +40,6 @@ FAST = StreamOptions(
     read_timeout_s=2.0,
     backoff=BackoffPolicy(min_s=0.2, max_s=1.0, factor=2.0, jitter=0.2),
 )
-
-
-# --- the RTSP server -------------------------------------------------------------------------
-
-
-class RtspServer:
-    """tests/support/rtsp_server.py in its own process group, on a fixed port."""
-
-    def __init__(self, workdir: Path, video: Path) -> None:
-        self.workdir = workdir
-        self.video = video
-        self.port = free_port()
-        self.child: Child | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/cam"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / f"rtsp-server-{self.starts}.log"
-
-    def start(self) -> None:
-        self.starts += 1
-        self.child = Child(
-            "rtsp-server",
-            [
-                str(SYSTEM_PYTHON),
-                str(SERVER_SCRIPT),
-                "--port",
-                str(self.port),
-                "--video",
-                str(self.video),
-            ],
-            log=self.log,
-        )
-        try:
-            wait_for_port(self.port, 20, self.child.proc)
-        except (RuntimeError, TimeoutError) as exc:
-            self.child.stop()
-            pytest.fail(f"RTSP server did not start ({exc}); its log:\n{self.log.read_text()}")
-
-    def signal(self, signum: signal.Signals) -> None:
-        assert self.child is not None
-        os.killpg(self.child.pid, signum)
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes, its connections are reset."""
-        assert self.child is not None
-        self.signal(signal.SIGKILL)
-        self.child.proc.wait(10)
-        self.child.stop()
-
-    def stop(self) -> None:
-        if self.child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            self.child.stop(5)
-
-
-@pytest.fixture(scope="session")
-def rtsp_prerequisites() -> None:
-    """Fail (not skip) with the package list when the server cannot run here."""
-    if not SYSTEM_PYTHON.is_file():
-        pytest.fail(f"{SYSTEM_PYTHON} is missing; the RTSP test server needs Debian's python3")
-    check = subprocess.run(
-        [str(SYSTEM_PYTHON), str(SERVER_SCRIPT), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check.returncode != 0:
-        pytest.fail(
-            f"the RTSP test server cannot run (exit {check.returncode}): "
-            f"{check.stderr.strip()}\ninstall: apt-get install {PACKAGES}"
-        )
-
-
-@pytest.fixture
-def rtsp_server(
-    rtsp_prerequisites: None, tmp_path: Path, vtest_video: Path
-) -> Iterator[RtspServer]:
-    server = RtspServer(tmp_path, vtest_video)
-    server.start()
-    yield server
-    server.stop()
 
 
 # --- running a source in a thread ------------------------------------------------------------

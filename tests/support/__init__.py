@@ -14,6 +14,7 @@
 - paths: the repository root and the real media (vtest.avi, bus.jpg) tests run on.
 - polling: ``wait_until`` (sync) and ``until`` (async), the one bounded poll.
 - postgres_server: a throw-away PostgreSQL from Debian's binaries (conftest's fixture).
+- rtsp: ``RtspServer`` runs rtsp_server.py as a child process (conftest's fixtures).
 - rtsp_server: a GStreamer RTSP server script, run by Debian's python3, not imported.
 - scenes: test videos composed from real footage, for the scene and gating tests.
 - secure_mosquitto: a mosquitto with login, TLS and persistence, restartable.
