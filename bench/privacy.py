@@ -1,17 +1,18 @@
-"""Privacy benchmark: what blurring faces adds to an alert's evidence, measured side by side.
+"""Privacy benchmark: what blurring faces and plates adds to an alert's evidence, side by side.
 
-    python -m bench.privacy [--repeat N] [--video PATH] [--photo PATH]
+    python -m bench.privacy [--repeat N] [--video PATH] [--photo PATH] [--car PATH]
 
-On ``zidane.jpg`` (1280x720, two large faces) and on frames of ``vtest.avi``
-(768x576, a street seen from above: faces of 8-12 px), in this one run:
+On ``zidane.jpg`` (1280x720, two large faces), ``plate.png`` (518x331, a
+parked car's plate) and on frames of ``vtest.avi`` (768x576, a street seen
+from above: faces of 8-12 px), in this one run:
 
 1. **plain**: what a camera without privacy does per alert: draw the snapshot,
    write it and the analysed frame as JPEGs (``edge/snapshot.py``);
-2. **private**: what a privacy camera does instead
-   (:meth:`edge.privacy.Redactor.write_alert_evidence`): search faces, blur
-   them, draw, write the two blurred JPEGs and the two originals;
-3. the parts of (2): the face search alone (tiles x one 256x256 inference) and
-   the blur alone;
+2. **private**: what a camera blurring faces and plates does instead
+   (:meth:`edge.privacy.Redactor.write_alert_evidence`): search faces and
+   plates, blur them, draw, write the two blurred JPEGs and the two originals;
+3. the parts of (2): the face search alone (tiles x one 256x256 inference),
+   the plate search alone (one inference on the whole picture) and the blur;
 
 printed as ms p50/p95 and the ratio private/plain (p50). Then a clip: 10 s of
 vtest at its 10 fps (100 frames) encoded as the clip recorder does, without and
@@ -38,13 +39,21 @@ from detectors.detections import Detections
 from detectors.faces import FaceDetector
 from edge.clip_buffer import compress
 from edge.clip_writer import write_clip
-from edge.privacy import FACE_MARGIN, PrivacyConfig, Redactor, enlarge, obscure
+from edge.privacy import (
+    FACE_MARGIN,
+    PLATE_MARGIN,
+    PrivacyConfig,
+    Redactor,
+    enlarge,
+    obscure,
+)
 from edge.snapshot import annotate, write_frame, write_snapshot
 from edge.zones import Zone
 from ingest.frames import Frame
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 ZIDANE = Path(__file__).resolve().parent.parent / ".cache" / "media" / "zidane.jpg"
+CAR = Path(__file__).resolve().parent.parent / ".cache" / "media" / "plate.png"
 T0 = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 
 Image = npt.NDArray[np.uint8]
@@ -115,7 +124,18 @@ def snapshot_costs(
     def search() -> None:
         redactor.faces(pick().image)
 
-    boxes = {id(img): enlarge(redactor.faces(img), FACE_MARGIN, w, h) for img in images}
+    def search_plates() -> None:
+        redactor.plates(pick().image)
+
+    boxes = {
+        id(img): np.concatenate(
+            [
+                enlarge(redactor.faces(img), FACE_MARGIN, w, h),
+                enlarge(redactor.plates(img), PLATE_MARGIN, w, h),
+            ]
+        )
+        for img in images
+    }
 
     def blur() -> None:
         img = pick().image
@@ -125,12 +145,15 @@ def snapshot_costs(
         "plain (draw + 2 JPEGs)": timed(plain, repeat),
         "private (search + blur + 4 JPEGs)": timed(private, repeat),
         "  of which: face search": timed(search, repeat),
+        "  of which: plate search": timed(search_plates, repeat),
         "  of which: blur": timed(blur, repeat),
     }
     found = [len(redactor.faces(img)) for img in images]
+    plates = [len(redactor.plates(img)) for img in images]
+    assert redactor.detector is not None
     print(
         f"\n{name}: {w}x{h}, {len(images)} picture(s), faces found per picture {found}, "
-        f"{redactor.detector.cost(w, h)} inferences per search"
+        f"plates {plates}; {redactor.detector.cost(w, h)} face inferences per search"
     )
     for label, samples in rows.items():
         p50, p95 = percentiles(samples)
@@ -160,7 +183,7 @@ def clip_costs(video: Path, redactor: Redactor, out: Path) -> None:
     private_ms = timed(private, 2)
     keys = (redactor.clip_detections - before) // 3
     print(
-        f"\nclip: 10 s of vtest at 10 fps ({len(frames)} frames), faces searched on "
+        f"\nclip: 10 s of vtest at 10 fps ({len(frames)} frames), faces and plates searched on "
         f"{keys} key frames (every {redactor.cfg.clip_detect_every_s:g} s)"
     )
     print(f"  plain encode                          {statistics.median(plain_ms):7.0f} ms")
@@ -176,20 +199,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per row")
     parser.add_argument("--video", type=Path, default=VTEST)
     parser.add_argument("--photo", type=Path, default=ZIDANE)
+    parser.add_argument("--car", type=Path, default=CAR)
     args = parser.parse_args()
-    photo = cv2.imread(str(args.photo))
-    if photo is None:
-        raise SystemExit(f"{args.photo} is missing: run scripts/setup.sh test")
-    cfg = PrivacyConfig(blur_faces=True)
+    photo, car = cv2.imread(str(args.photo)), cv2.imread(str(args.car))
+    if photo is None or car is None:
+        raise SystemExit(f"{args.photo} or {args.car} is missing: run scripts/setup.sh test")
+    cfg = PrivacyConfig(blur_faces=True, blur_plates=True)
     detector = FaceDetector(score_threshold=cfg.score_threshold, min_face=cfg.min_face)
     print(
         f"face detector: BlazeFace (back), 1 onnxruntime thread, min_face {cfg.min_face}, "
-        f"score >= {cfg.score_threshold}"
+        f"score >= {cfg.score_threshold}; plate detector: plates-retina, 1 thread, "
+        f"score >= {cfg.plate_score_threshold}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         redactor = Redactor(cfg, out / "cam", keep_originals=True, detector=detector)
         snapshot_costs("zidane.jpg", [np.asarray(photo, np.uint8)], redactor, out, args.repeat)
+        snapshot_costs("plate.png", [np.asarray(car, np.uint8)], redactor, out, args.repeat)
         snapshot_costs("vtest.avi", vtest_frames(args.video, 40, 20), redactor, out, args.repeat)
         clip_costs(args.video, redactor, out)
 

