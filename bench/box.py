@@ -12,8 +12,9 @@ camera's analysed frames from the worker's own ``/metrics``.
 
 Prints RSS (max and mean; target <= 600 MB for 8 cameras), CPU as a share of
 one core and of the whole box, and per camera the analysed rate against its
-target; and the same CPU figure for the still cameras alone (a second run
-with only the still scene), the box's idle share.
+target; the same for the still cameras alone (a second run with only the
+still scene: the box's idle share); and for the first mix again with every
+camera blurring faces and plates in its evidence (a third run).
 """
 
 from __future__ import annotations
@@ -67,13 +68,21 @@ def analysed(url: str) -> dict[str, float]:
     return out
 
 
-def box_config(tmp: Path, kafka: KafkaConfig, videos: list[Path], fps: float, port: int) -> Path:
+def box_config(
+    tmp: Path,
+    kafka: KafkaConfig,
+    videos: list[Path],
+    fps: float,
+    port: int,
+    privacy: bool = False,
+) -> Path:
     cameras = [
         {
             "camera_id": f"cam-{i}",
             "url": str(video),
             "analysis_fps": fps,
             "loop": True,
+            "privacy": {"blur_faces": privacy, "blur_plates": privacy},
             "zones": [{"zone_id": "bay", "place": "bay", "polygon": BAY}],
             "rules": [{**PARKING, "rule_id": f"park-{i}", "zone": "bay"}],
         }
@@ -151,10 +160,15 @@ def main() -> None:
                 f"{args.cameras} cameras at {args.fps:g} analysed fps, {cores} cores; "
                 f"{args.warmup:.0f} s warm-up, {args.seconds:.0f} s measured"
             )
-            for label, videos in (("half walking, half still", busy), ("all still (idle)", idle)):
+            runs = (
+                ("half walking, half still", busy, False),
+                ("all still (idle)", idle, False),
+                ("half walking, half still, faces and plates blurred", busy, True),
+            )
+            for label, videos, privacy in runs:
                 port = free_port()
                 result = measure(
-                    box_config(tmp, kafka, videos, args.fps, port),
+                    box_config(tmp, kafka, videos, args.fps, port, privacy),
                     port,
                     args.seconds,
                     args.warmup,

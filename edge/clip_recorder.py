@@ -58,6 +58,7 @@ from pathlib import Path
 
 import cv2
 
+from core.memory import give_back
 from core.records import Evidence, EvidenceKind
 from edge.clip_buffer import (
     DEFAULT_JPEG_QUALITY,
@@ -379,6 +380,7 @@ class ClipRecorder:
             info.encode_s,
             " (truncated by its byte budget)" if rec.truncated else "",
         )
+        give_back()  # the decoded frames and the encoder's buffers (core/memory.py)
         with self._lock:
             self.stats.written += 1
             self.stats.last_clip = info

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from core.config import ConfigError
 from core.logs import LOG_FORMATS, LogFormat, formatter
+from core.memory import limit_arenas
 from core.records import CaseStatus, StatusUpdate
 from core.version import streetwatch_version
 from streetwatch.service_config import (
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
+EDGE_MALLOC_ARENAS = 2  # malloc arenas of the edge box (core/memory.py; python -m bench.box)
 
 
 def _demo_config() -> Path:
@@ -525,6 +527,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "edge":
             cfg = load_edge_config(args.config)
             _setup_logging(args.log_level, fmt=args.log_format)
+            limit_arenas(EDGE_MALLOC_ARENAS)  # before the camera threads (core/memory.py)
             return asyncio.run(_edge(cfg, args.fast, args.config))
         return _dispatch_command(args)
     except ConfigError as exc:
