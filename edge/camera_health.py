@@ -89,6 +89,14 @@ reference's (the light cannot explain it); otherwise it is not judged.
 A covered picture is neither judged frozen nor moved, a frozen one not
 moved: one cause, one case.
 
+**Across restarts.** What is raised is kept on disk
+(``<evidence_dir>/<camera>/health/raised.json``: each raised check and when
+its condition began), written once the alert is durable (the worker calls
+:meth:`CameraHealth.settled` after the outbox took it; a raise lost in a
+crash before that is raised again). A camera starts with the checks it had
+raised: a camera that came back while the box was down is cleared after
+``clear_s`` of frames, one still broken is not raised twice.
+
 **Place.** Cases are keyed by (category, site), and the problem is the
 camera's, so each camera's health alerts carry a place of its own,
 ``camera:<camera_id>``, named after the camera and the place it watches
@@ -135,6 +143,7 @@ ORB_FEATURES = 500
 RANSAC_PX = 2.0  # on the FEATURE_WIDTH picture
 FRESH_CHECKS = 3  # the last matched view stands in for this many check periods
 LIGHT_RATIO = 2.0  # brightness within this factor of the reference: comparable light
+RAISED_FILE = "raised.json"  # under <camera>/health/: the raised checks, across restarts
 
 Grey = npt.NDArray[np.float32]
 Image = npt.NDArray[np.uint8]
@@ -470,7 +479,10 @@ class CameraHealth:
         # the last picture check: its measures and what each check made of them
         self.measured: dict[str, float] = {}
         self.judged: dict[str, bool | None] = {}
+        self.state_path = evidence_dir / "health" / RAISED_FILE
+        self._durable: dict[str, datetime] = {}  # raised checks whose alert is on disk
         self._load_reference()
+        self._restore()
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -527,6 +539,66 @@ class CameraHealth:
                     change = self.holds[check].observe(at, judged[check])
                     out += self._alerts(check, change, at, frame)
             return out
+
+    def settled(self, alerts: Sequence[Alert]) -> None:
+        """``alerts`` (of this camera's health) are durable: keep what is raised on disk."""
+        changed = False
+        with self._lock:
+            for alert in alerts:
+                if alert.source_id != self.camera_id or alert.category not in CATEGORIES:
+                    continue
+                if alert.phase is AlertPhase.RAISED:
+                    self._durable[alert.category] = alert.first_seen
+                else:
+                    self._durable.pop(alert.category, None)
+                changed = True
+            if changed:
+                self._write_state()
+
+    def _write_state(self) -> None:
+        body = {check: began.isoformat() for check, began in sorted(self._durable.items())}
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            part = self.state_path.with_suffix(".json.part")
+            part.write_text(json.dumps(body), encoding="utf-8")
+            part.replace(self.state_path)
+        except OSError as exc:  # the next restart raises again: said, not fatal
+            log.error(
+                "event=camera_health_state_unwritable camera=%s path=%s error=%s",
+                self.camera_id,
+                self.state_path,
+                exc,
+            )
+
+    def _restore(self) -> None:
+        """The checks raised before the restart, raised again without an alert."""
+        if not self.state_path.is_file():
+            return
+        try:
+            body = json.loads(self.state_path.read_text(encoding="utf-8"))
+            raised = {str(k): datetime.fromisoformat(str(v)) for k, v in dict(body).items()}
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning(
+                "event=camera_health_state_unreadable camera=%s path=%s error=%s: starting afresh",
+                self.camera_id,
+                self.state_path,
+                exc,
+            )
+            return
+        for check, began in raised.items():
+            if check not in self.holds or not self.enabled[check]:
+                continue
+            hold = self.holds[check]
+            hold.raised, hold.since = True, began
+            self.began[check] = began
+            self._durable[check] = began
+            self.texts[check] = f"raised before the restart, since {began.isoformat()}"
+            log.info(
+                "event=camera_health_restored camera=%s check=%s since=%s",
+                self.camera_id,
+                check,
+                began.isoformat(),
+            )
 
     # -- the picture checks ----------------------------------------------------------------
 

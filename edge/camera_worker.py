@@ -73,6 +73,7 @@ from core.records import Alert, Evidence, Place, SourceKind, SuppressionKind
 from core.timefmt import local_time
 from detectors.base import Detector
 from detectors.detections import Detections, box_iou
+from edge.camera_health import CATEGORIES as HEALTH_CATEGORIES
 from edge.camera_health import CameraHealth, fingerprint, health_place
 from edge.clip_recorder import ClipRecorder
 from edge.config import CameraConfig, EdgeServiceConfig
@@ -433,7 +434,9 @@ class CameraWorker:
                 clip = self._evidence(alert, head.clip, "clip", wait)
                 alert = alert.model_copy(update={"evidence": (*alert.evidence, *clip)})
             self.pending.popleft()
-            self.emit(alert)
+            self.emit(alert)  # on disk when this returns
+            if alert.category in HEALTH_CATEGORIES:
+                self.health.settled([alert])
             self.alerts += 1
             emitted.append(alert)
         return emitted

@@ -511,6 +511,7 @@ class EdgeWorker:
                 alerts = await asyncio.to_thread(health.tick, datetime.now(UTC))
                 if alerts:
                     await asyncio.to_thread(self.outbox.put_records, alerts, upload=self.upload)
+                    await asyncio.to_thread(health.settled, alerts)  # durable: kept as raised
                     self.stats.count_raised(alerts)
                     self._wake_for_alerts()
 

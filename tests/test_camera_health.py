@@ -23,6 +23,7 @@ are made from the same footage:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -419,6 +420,64 @@ def test_offline_is_raised_once_after_offline_s_without_frames_and_cleared_by_fr
     assert health.tick() == []
 
 
+def offline_raised(tmp: Path, clock: Clock) -> tuple[CameraHealth, Alert]:
+    health = monitor(tmp, clock=clock)
+    Run(health, clock).feed(live(4))
+    clock.now += timedelta(seconds=FAST.offline_s)
+    (alert,) = health.tick()
+    assert alert.category == OFFLINE and alert.phase is AlertPhase.RAISED
+    return health, alert
+
+
+def test_a_camera_back_while_the_box_was_down_is_cleared_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    health, raised = offline_raised(tmp_path, clock)
+    health.settled([raised])  # the worker: the alert is in the outbox
+    clock.now += timedelta(hours=2)  # the box was down; the camera came back meanwhile
+    again = monitor(tmp_path, clock=clock)
+    r = Run(again, clock)
+    r.t = (clock.now - START).total_seconds()
+    r.feed(live(20))
+    assert r.phases() == [(OFFLINE, AlertPhase.CLEARED)]
+    cleared = r.alerts[0][1]
+    assert cleared.first_seen == raised.first_seen  # the same episode, at the same case
+    again.settled([cleared])
+    assert json.loads((tmp_path / "health" / "raised.json").read_text()) == {}
+    restarted = monitor(tmp_path, clock=clock)
+    clock.now += timedelta(seconds=3 * FAST.offline_s)
+    (fresh,) = restarted.tick()  # cleared before: a new episode is raised
+    assert fresh.phase is AlertPhase.RAISED
+
+
+def test_a_camera_still_offline_after_a_restart_is_not_raised_twice(tmp_path: Path) -> None:
+    clock = Clock()
+    health, raised = offline_raised(tmp_path, clock)
+    health.settled([raised])
+    again = monitor(tmp_path, clock=clock)
+    for _ in range(3 * int(FAST.offline_s)):
+        clock.now += timedelta(seconds=1)
+        assert again.tick() == []
+
+
+def test_a_raise_that_never_became_durable_is_raised_again(tmp_path: Path) -> None:
+    clock = Clock()
+    offline_raised(tmp_path, clock)  # (no settled: the box died before the outbox took it)
+    again = monitor(tmp_path, clock=clock)
+    clock.now += timedelta(seconds=FAST.offline_s)
+    (alert,) = again.tick()
+    assert alert.phase is AlertPhase.RAISED
+
+
+def test_an_unreadable_health_state_starts_afresh(tmp_path: Path) -> None:
+    (tmp_path / "health").mkdir()
+    (tmp_path / "health" / "raised.json").write_text("{not json")
+    clock = Clock()
+    health = monitor(tmp_path, clock=clock)
+    assert not any(h.raised for h in health.holds.values())
+
+
 def test_a_source_that_ended_on_purpose_is_not_offline(tmp_path: Path) -> None:
     clock = Clock()
     health = monitor(tmp_path, clock=clock)
@@ -539,6 +598,9 @@ def test_the_worker_raises_offline_for_a_camera_whose_source_fails_not_one_that_
     assert health_alerts == [("cam-gone", OFFLINE, AlertPhase.RAISED)], health_alerts
     (alert,) = alerts
     assert alert.place.place_id == "camera:cam-gone" and alert.evidence == ()
+    # in the outbox, so kept as raised for the next start
+    state = tmp_path / "evidence" / "cam-gone" / "health" / "raised.json"
+    assert json.loads(state.read_text()) == {OFFLINE: alert.first_seen.isoformat()}
 
 
 @pytest.mark.integration
