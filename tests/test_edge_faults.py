@@ -213,6 +213,18 @@ def alerts_of(topic: Topic) -> dict[str, Alert]:
     return {a.alert_id: a for a in (Alert.model_validate_json(m) for m in topic.messages)}
 
 
+async def delivered(
+    alerts: Topic, dispatch: Topic, raised: int
+) -> tuple[dict[str, Alert], dict[str, Case]]:
+    """Once ``raised`` alerts are on the alerts topic: them, and the cases they made."""
+    await until(
+        lambda: len(alerts_of(alerts)) >= raised, "every alert raised on the alerts topic", 60
+    )
+    seen = alerts_of(alerts)
+    await dispatch.wait_for_alerts(seen.values(), timeout=120)
+    return seen, dispatch.cases()
+
+
 def duplicated(alerts: dict[str, Alert], cases: dict[str, Case]) -> int:
     """Alerts folded more than once: a case counting more alerts than it has ids."""
     extra = 0
@@ -257,14 +269,7 @@ async def test_the_kafka_broker_frozen_for_a_minute_loses_and_doubles_nothing(
             recovery = time.monotonic() - resumed
             assert edge.stop(timeout=60) == 0  # SIGTERM: the camera ends, the outbox drains
             assert outbox_rows(centre.outbox) == 0
-            await until(
-                lambda: len(alerts_of(alerts)) >= camera_raised(centre) + len(devices),
-                "every alert raised on the alerts topic",
-                timeout=60,
-            )
-            seen = alerts_of(alerts)
-            await dispatch.wait_for_alerts(seen.values(), timeout=120)
-            cases = dispatch.cases()
+            seen, cases = await delivered(alerts, dispatch, camera_raised(centre) + len(devices))
     finally:
         edge.stop()
 
@@ -330,14 +335,7 @@ async def test_an_edge_started_while_kafka_is_down_analyses_and_delivers_later(
             await until(lambda: outbox_rows(centre.outbox) == 0, "the outbox emptied", 180)
             recovery = time.monotonic() - resumed
             assert edge.stop(timeout=60) == 0
-            await until(
-                lambda: len(alerts_of(alerts)) >= camera_raised(centre) + len(devices),
-                "every alert raised on the alerts topic",
-                timeout=60,
-            )
-            seen = alerts_of(alerts)
-            await dispatch.wait_for_alerts(seen.values(), timeout=120)
-            cases = dispatch.cases()
+            seen, cases = await delivered(alerts, dispatch, camera_raised(centre) + len(devices))
     finally:
         os.kill(centre.tansu.child.pid, signal.SIGCONT)
         edge.stop()
