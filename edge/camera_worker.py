@@ -494,13 +494,18 @@ class CameraWorker:
         evidence: tuple[Evidence, ...] = ()
         plates = self.cam.privacy.blurs_plates(category)
         if self.privacy is not None and self.evidence_pool is not None:
-            pictures = self.evidence_pool.submit(
-                partial(self.privacy.write_alert_evidence, plates=plates),
-                alert_id,
-                picture,
-                frame,
-                draw,
-            )
+            try:
+                pictures = self.evidence_pool.submit(
+                    partial(self.privacy.write_alert_evidence, plates=plates),
+                    alert_id,
+                    picture,
+                    frame,
+                    draw,
+                )
+            except RuntimeError:  # the pool is shut down (a camera stopping late): here
+                evidence = self.privacy.write_alert_evidence(
+                    alert_id, picture, frame, draw, plates=plates
+                )
         elif self.privacy is not None:  # faces (plates) blurred; the originals kept aside
             evidence = self.privacy.write_alert_evidence(
                 alert_id, picture, frame, draw, plates=plates

@@ -356,6 +356,18 @@ def test_a_privacy_camera_uploads_only_blurred_evidence(
     assert not any(f"/{ORIGINALS}/" in p for p in lane)
 
 
+def test_a_camera_stopping_after_the_pool_blurs_on_its_own_thread(
+    tmp_path: Path, zidane: Image
+) -> None:
+    alerts: list[Alert] = []
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()  # the box stopping while a late camera still raises
+    run(worker(tmp_path, alerts, privacy=True, pool=pool), zidane, 8)
+    ((snapshot, _frame),) = [a.evidence for a in alerts]
+    for face in FACES:
+        assert sharpness(read(snapshot.path), face) < sharpness(zidane, face) / 20
+
+
 def test_an_alert_whose_blurring_fails_goes_without_pictures_and_is_counted(
     tmp_path: Path, zidane: Image
 ) -> None:
