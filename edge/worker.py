@@ -204,6 +204,7 @@ class EdgeWorker:
         self.connect_retry = BackoffPolicy(min_s=1.0, max_s=30.0)
         self.connect_attempts = 0  # failed attempts to reach Kafka since the start
         self._sinks_up = asyncio.Event()
+        self._alert_sink_up = False
         self.stop_threads = threading.Event()
         self.gate = InferenceGate(
             inference_slots(cfg.edge.inference_slots, cfg.detector.threads, os.cpu_count())
@@ -327,6 +328,7 @@ class EdgeWorker:
         await asyncio.gather(connecting, return_exceptions=True)
         if self.sink_started:
             await self.dead_sink.stop()
+        if self._alert_sink_up:
             await self.sink.stop()
         if self.feed is not None:
             self.stats.readings = self.feed.readings
@@ -354,7 +356,9 @@ class EdgeWorker:
             try:
                 if self.prepare is not None:  # (a broker that hangs must not hold us quiet)
                     await asyncio.wait_for(self.prepare(), CONNECT_ATTEMPT_S)
-                await self.sink.start()
+                if not self._alert_sink_up:  # (a sink that started is not started twice)
+                    await self.sink.start()
+                    self._alert_sink_up = True
                 await self.dead_sink.start()
             except Exception as exc:  # KafkaError, OSError, TLS errors: all mean "not yet"
                 delay = backoff.next_delay()
@@ -369,7 +373,7 @@ class EdgeWorker:
                 )
                 await asyncio.sleep(delay)
                 continue
-            self.sink_started = True
+            self.sink_started = True  # (both: the dead letters' sink started last)
             self._sinks_up.set()
             log.info("event=kafka_connected bootstrap=%s", self.cfg.kafka.bootstrap)
             return
