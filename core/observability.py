@@ -34,7 +34,7 @@ from typing import Annotated, TypeVar
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import AfterValidator
 
 from core.version import streetwatch_version
@@ -69,6 +69,15 @@ def listen_address(value: str) -> tuple[str, int] | None:
 
 #: A listening address, ``host:port``; "" or port 0 for none.
 ListenAddress = Annotated[str, AfterValidator(_listen)]
+
+
+def counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
+    """A counter family (``name`` without ``_total``: the text format adds it)."""
+    return CounterMetricFamily(name, doc, labels=list(labels))
+
+
+def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
 def snapshot(counts: Mapping[K, int]) -> dict[K, int]:

@@ -18,13 +18,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
 
-from core.observability import OpsServer, Readiness, listen_address, new_registry, snapshot
+from core.observability import (
+    OpsServer,
+    Readiness,
+    counter,
+    gauge,
+    listen_address,
+    new_registry,
+    snapshot,
+)
 from detectors.base import Detector, Frame
 from detectors.detections import Detections
 from edge.outbox import LANES, Forwarder
@@ -57,14 +63,6 @@ class TimedDetector:
         finally:
             self.seconds += time.perf_counter() - start
             self.runs += 1
-
-
-def _counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=list(labels))
-
-
-def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
 def up_to_date(forwarders: Iterable[Forwarder]) -> bool:
@@ -107,61 +105,61 @@ class EdgeCollector:
 
     def _cameras(self, runs: list[CameraRun]) -> Iterable[Metric]:
         cam = ["camera"]
-        decoded = _counter("streetwatch_camera_frames_decoded", "Frames decoded", cam)
-        analysed = _counter("streetwatch_camera_frames_analysed", "Frames analysed", cam)
+        decoded = counter("streetwatch_camera_frames_decoded", "Frames decoded", cam)
+        analysed = counter("streetwatch_camera_frames_analysed", "Frames analysed", cam)
         detector = SummaryMetricFamily(
             "streetwatch_camera_detector_seconds",
             "Detector runs (count) and the seconds they took (sum)",
             labels=cam,
         )
-        regions = _counter(
+        regions = counter(
             "streetwatch_camera_region_runs",
             "Detector runs on a crop around the motion (part of the detector's count)",
             cam,
         )
-        gated = _gauge(
+        gated = gauge(
             "streetwatch_camera_motion_gated_ratio",
             "Share of the analysed frames the detector did not run on (nothing moved), "
             "since the camera started",
             cam,
         )
-        target = _gauge(
+        target = gauge(
             "streetwatch_camera_analysis_fps_target",
             "Frames per second the camera should analyse ([[cameras]] analysis_fps)",
             cam,
         )
-        up = _gauge(
+        up = gauge(
             "streetwatch_camera_up", "1 while frames come in from the camera, 0 otherwise", cam
         )
-        alerts = _counter("streetwatch_camera_alerts", "Alerts the camera's rules raised", cam)
-        pending = _gauge(
+        alerts = counter("streetwatch_camera_alerts", "Alerts the camera's rules raised", cam)
+        pending = gauge(
             "streetwatch_camera_pending_alerts",
             "Alerts raised and waiting for their clip or blurred pictures before the outbox",
             cam,
         )
-        reconnects = _counter(
+        reconnects = counter(
             "streetwatch_camera_reconnects", "Connection attempts after the first", cam
         )
-        stalls = _counter("streetwatch_camera_stalls", "Reads that timed out", cam)
-        errors = _counter(
+        stalls = counter("streetwatch_camera_stalls", "Reads that timed out", cam)
+        errors = counter(
             "streetwatch_camera_errors", "Times the camera's source failed for good", cam
         )
-        clips = _counter(
+        clips = counter(
             "streetwatch_camera_clip_failures",
             "Alerts that went without their clip, per reason",
             [*cam, "reason"],
         )
-        pictures = _counter(
+        pictures = counter(
             "streetwatch_camera_snapshot_failures",
             "Alerts that went without their snapshot and frame, per reason",
             [*cam, "reason"],
         )
-        fallbacks = _counter(
+        fallbacks = counter(
             "streetwatch_camera_evidence_fallbacks",
             "Snapshots drawn on the analysed sub-stream for want of a main-stream frame",
             cam,
         )
-        suppressed = _counter(
+        suppressed = counter(
             "streetwatch_camera_suppressed_detections",
             "Detections that suppressions hid from the rules, per kind",
             [*cam, "kind"],
@@ -201,25 +199,25 @@ class EdgeCollector:
 
     def _alerts(self) -> Iterable[Metric]:
         stats = self.worker.stats
-        raised = _counter(
+        raised = counter(
             "streetwatch_edge_alerts_raised",
             "Alerts put in the outbox, per source kind (camera, sensor, box) and category",
             ["source_kind", "category"],
         )
         for (kind, category), n in snapshot(stats.raised).items():
             raised.add_metric([kind, category], n)
-        delivered = _counter(
+        delivered = counter(
             "streetwatch_edge_alerts_delivered", "Alerts Kafka acknowledged (acks=all)"
         )
         delivered.add_metric([], stats.alerts)
-        dead = _counter(
+        dead = counter(
             "streetwatch_edge_dead_letters",
             "Sensor messages that could not be used (dead letters put in the outbox), per reason",
             ["reason"],
         )
         for reason, n in snapshot(stats.rejects).items():
             dead.add_metric([reason], n)
-        dead_sent = _counter(
+        dead_sent = counter(
             "streetwatch_edge_dead_letters_delivered", "Dead letters Kafka acknowledged"
         )
         dead_sent.add_metric([], stats.dead_letters_sent)
@@ -229,10 +227,10 @@ class EdgeCollector:
         worker = self.worker
         backlog = worker.outbox.backlog()
         now = time.time()
-        entries = _gauge(
+        entries = gauge(
             "streetwatch_outbox_entries", "Entries waiting in the outbox, per lane", ["lane"]
         )
-        oldest = _gauge(
+        oldest = gauge(
             "streetwatch_outbox_oldest_age_seconds",
             "Age of the oldest entry waiting in the lane (0 when it is empty)",
             ["lane"],
@@ -241,10 +239,10 @@ class EdgeCollector:
             n, put_at = backlog.get(lane, (0, now))
             entries.add_metric([lane], n)
             oldest.add_metric([lane], max(0.0, now - put_at) if n else 0.0)
-        delivered = _counter(
+        delivered = counter(
             "streetwatch_outbox_delivered", "Entries delivered and deleted, per lane", ["lane"]
         )
-        failures = _counter(
+        failures = counter(
             "streetwatch_outbox_send_failures",
             "Batches the lane's uplink refused or timed out (retried), per lane",
             ["lane"],
@@ -252,7 +250,7 @@ class EdgeCollector:
         for f in worker.forwarders:
             delivered.add_metric([f.lane], f.delivered)
             failures.add_metric([f.lane], f.failures)
-        kafka = _gauge(
+        kafka = gauge(
             "streetwatch_kafka_connected",
             "1 when the alert sink reached Kafka and the last delivery tried on each Kafka "
             "lane was acknowledged",
@@ -260,7 +258,7 @@ class EdgeCollector:
         kafka.add_metric([], 1.0 if kafka_connected(worker) else 0.0)
         yield from (entries, oldest, delivered, failures, kafka)
         if worker.upload:
-            evidence = _gauge(
+            evidence = gauge(
                 "streetwatch_evidence_service_connected",
                 "1 when the last upload tried to the evidence service went through",
             )
@@ -269,18 +267,16 @@ class EdgeCollector:
 
     def _disk(self) -> Iterable[Metric]:
         disk = self.worker.disk
-        free = _gauge("streetwatch_disk_free_bytes", "Free space on the evidence disk")
+        free = gauge("streetwatch_disk_free_bytes", "Free space on the evidence disk")
         free.add_metric([], disk.free_bytes())
-        floor = _gauge(
-            "streetwatch_disk_min_free_bytes", "The floor kept free ([edge] min_free_mb)"
-        )
+        floor = gauge("streetwatch_disk_min_free_bytes", "The floor kept free ([edge] min_free_mb)")
         floor.add_metric([], disk.min_free)
-        low = _gauge(
+        low = gauge(
             "streetwatch_disk_low",
             "1 while the edge_disk_low health alert stands (evicting could not keep the floor)",
         )
         low.add_metric([], 1.0 if disk.low_since is not None else 0.0)
-        evicted = _counter(
+        evicted = counter(
             "streetwatch_evidence_evicted_files",
             "Evidence files deleted (the centre had them) to keep the floor",
         )
@@ -292,13 +288,11 @@ class EdgeCollector:
         connected = mqtt_connected(worker)
         if connected is None:
             return  # no sensors on this box
-        up = _gauge("streetwatch_mqtt_connected", "1 while the MQTT client is connected")
+        up = gauge("streetwatch_mqtt_connected", "1 while the MQTT client is connected")
         up.add_metric([], 1.0 if connected else 0.0)
-        readings = _counter(
-            "streetwatch_sensor_readings", "Sensor messages that passed every check"
-        )
+        readings = counter("streetwatch_sensor_readings", "Sensor messages that passed every check")
         readings.add_metric([], worker.stats.readings)
-        devices = _gauge("streetwatch_sensor_devices", "Sensor devices configured")
+        devices = gauge("streetwatch_sensor_devices", "Sensor devices configured")
         devices.add_metric([], len(worker.registry))
         yield from (up, readings, devices)
         client: dict[str, int] = {}
@@ -313,7 +307,7 @@ class EdgeCollector:
                 "redelivered": st.redelivered,
             }
         elif worker.sensors is not None:
-            restarts = _counter(
+            restarts = counter(
                 "streetwatch_sensor_process_restarts",
                 "Times the sensor processes died and were started again",
             )
@@ -338,21 +332,21 @@ class EdgeCollector:
             "redelivered": "MQTT messages the broker delivered again (dup flag)",
         }
         for key, doc in docs.items():
-            family = _counter(f"streetwatch_mqtt_{key}", doc)
+            family = counter(f"streetwatch_mqtt_{key}", doc)
             family.add_metric([], client.get(key, 0))
             yield family
 
     def _suppressions(self) -> Iterable[Metric]:
         if not self.worker.cameras:
             return
-        rejects = _counter(
+        rejects = counter(
             "streetwatch_suppression_rejects",
             "Suppression messages that could not be used, per reason",
             ["reason"],
         )
         for reason, n in snapshot(self.worker.stats.suppression_rejects).items():
             rejects.add_metric([reason], n)
-        applied = _counter(
+        applied = counter(
             "streetwatch_suppression_updates_applied",
             "Suppression messages applied to the cameras' book",
         )

@@ -21,7 +21,15 @@ from typing import Any
 from mode import Service
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from core.observability import OpsServer, Readiness, listen_address, new_registry, snapshot
+from core.observability import (
+    OpsServer,
+    Readiness,
+    counter,
+    gauge,
+    listen_address,
+    new_registry,
+    snapshot,
+)
 from pipeline.alert_intake import AlertIntake
 from pipeline.case_engine import CaseEngine
 from pipeline.store import CaseStore
@@ -50,14 +58,6 @@ class DispatchParts:
     app_id: str
 
 
-def _counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=list(labels))
-
-
-def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=list(labels))
-
-
 def _one(family: CounterMetricFamily | GaugeMetricFamily, value: float) -> Metric:
     family.add_metric([], value)
     return family
@@ -72,35 +72,35 @@ class DispatchCollector:
     def collect(self) -> Iterable[Metric]:
         intake, st, stats = self.parts.intake, self.parts.engine.stats, self.parts.stats
         yield _one(
-            _counter("streetwatch_dispatch_alerts_consumed", "Alerts folded by the case engine"),
+            counter("streetwatch_dispatch_alerts_consumed", "Alerts folded by the case engine"),
             st.alerts,
         )
         yield _one(
-            _counter(
+            counter(
                 "streetwatch_dispatch_alerts_duplicate",
                 "Alerts that were re-deliveries and changed nothing",
             ),
             st.duplicates,
         )
         yield _one(
-            _counter("streetwatch_dispatch_alert_batches", "Alert fetches folded and committed"),
+            counter("streetwatch_dispatch_alert_batches", "Alert fetches folded and committed"),
             intake.batches,
         )
         yield _one(
-            _counter(
+            counter(
                 "streetwatch_dispatch_alert_batch_failures",
                 "Alert fetches that failed (read again, or taken one alert at a time)",
             ),
             intake.failures,
         )
         yield _one(
-            _counter(
+            counter(
                 "streetwatch_dispatch_alerts_poisoned",
                 "Alerts that failed on their own and went to the dead letters",
             ),
             intake.poisoned,
         )
-        invalid = _counter(
+        invalid = counter(
             "streetwatch_dispatch_invalid_input",
             "Unreadable records sent to the dead letters, per input (alert, status update)",
             ["input"],
@@ -108,7 +108,7 @@ class DispatchCollector:
         for kind, n in snapshot(stats.invalid).items():
             invalid.add_metric([kind], n)
         yield invalid
-        published = _counter(
+        published = counter(
             "streetwatch_dispatch_case_events_published",
             "Case events Kafka acknowledged on the dispatch topic, per type (opened, updated, "
             "reopened, status_changed, noted, sla_yellow, sla_red)",
@@ -118,13 +118,13 @@ class DispatchCollector:
             published.add_metric([kind], n)
         yield published
         yield _one(
-            _counter(
+            counter(
                 "streetwatch_dispatch_publish_failures",
                 "Case events whose send failed (they stay in the outbox; the timer resends)",
             ),
             stats.publish_failures,
         )
-        updates = _counter(
+        updates = counter(
             "streetwatch_dispatch_status_updates",
             "Status updates taken, per outcome (applied, repeated, rejected)",
             ["outcome"],
@@ -134,7 +134,7 @@ class DispatchCollector:
         updates.add_metric(["repeated"], st.updates_repeated)
         updates.add_metric(["rejected"], sum(rejected.values()))
         yield updates
-        by_reason = _counter(
+        by_reason = counter(
             "streetwatch_dispatch_status_updates_rejected",
             "Status updates that could not apply, per reason",
             ["reason"],
@@ -143,28 +143,28 @@ class DispatchCollector:
             by_reason.add_metric([reason], n)
         yield by_reason
         yield _one(
-            _counter("streetwatch_dispatch_sla_warnings", "SLA yellow and red warnings emitted"),
+            counter("streetwatch_dispatch_sla_warnings", "SLA yellow and red warnings emitted"),
             st.sla_events,
         )
         yield _one(
-            _counter(
+            counter(
                 "streetwatch_dispatch_changes_held",
                 "Case changes held back to be published together ([dedup] coalesce_s)",
             ),
             st.held,
         )
         yield _one(
-            _counter("streetwatch_dispatch_changes_released", "Held changes published"),
+            counter("streetwatch_dispatch_changes_released", "Held changes published"),
             st.released,
         )
         yield _one(
-            _counter(
+            counter(
                 "streetwatch_dispatch_store_conflicts",
                 "Changes folded again because another worker moved the case first",
             ),
             st.conflicts,
         )
-        errors = _counter(
+        errors = counter(
             "streetwatch_dispatch_store_errors",
             "Store operations that failed as unavailable, per operation (alerts, "
             "status_updates, tick); the work is retried",
@@ -175,7 +175,7 @@ class DispatchCollector:
         yield errors
         assignment = intake.assignment
         yield _one(
-            _gauge(
+            gauge(
                 "streetwatch_dispatch_assigned_partitions",
                 "Partitions of the alerts topic this worker reads",
             ),
@@ -187,12 +187,12 @@ class DispatchCollector:
             log.warning("event=metrics_store_failed error=%s: %s", type(exc).__name__, exc)
             waiting, up = 0, 0.0
         yield _one(
-            _gauge("streetwatch_dispatch_store_up", "1 when the case store answered the scrape"),
+            gauge("streetwatch_dispatch_store_up", "1 when the case store answered the scrape"),
             up,
         )
         if up:
             yield _one(
-                _gauge(
+                gauge(
                     "streetwatch_dispatch_unpublished_events",
                     "Case events committed and not yet acknowledged on the dispatch topic",
                 ),
