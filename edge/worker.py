@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.config import PlaceConfig
 from core.records import Alert, DeadLetter
 from detectors.base import Detector
 from detectors.registry import build_detector
@@ -77,7 +78,6 @@ from edge.sensor_feed import FeedOutput, SensorFeed
 from edge.sensor_process import SensorService
 from edge.suppressions import SuppressionBook, SuppressionFeed
 from ingest.backoff import Backoff, BackoffPolicy
-from ingest.device_registry import load_devices
 from ingest.frames import FrameSource, SourceError, SourceStatus, log_status
 from ingest.mqtt_source import MqttSource
 from ingest.open_source import open_source
@@ -152,22 +152,21 @@ RESTART_SECTIONS = (
 )
 
 
-def _places_of(cam: CameraConfig, cfg: EdgeServiceConfig) -> list[object]:
+def _places_of(cam: CameraConfig, cfg: EdgeServiceConfig) -> list[PlaceConfig | None]:
     """The places a camera's zones (and its own ``place``) name, as ``cfg`` has them."""
     names = sorted({z.place for z in cam.zones} | ({cam.place} if cam.place else set()))
     by_id = {p.place_id: p for p in cfg.places}
     return [by_id.get(n) for n in names]
 
 
-def _devices_in(cfg: EdgeServiceConfig) -> list[object]:
-    """The devices of the devices file, as read now (a reload compares them)."""
+def _devices_file(cfg: EdgeServiceConfig) -> bytes | None:
+    """The devices file as it is now (a reload compares it); None without one or unreadable."""
     if not cfg.neuron.devices_file:
-        return []
+        return None
     try:
-        return list(load_devices(Path(cfg.neuron.devices_file)))
-    except Exception as exc:  # a broken file is the next start's problem: say so now
-        log.warning("event=devices_file_unreadable path=%s error=%s", cfg.neuron.devices_file, exc)
-        return [exc]
+        return Path(cfg.neuron.devices_file).read_bytes()
+    except OSError:
+        return None
 
 
 class KafkaNotReached(Exception):
@@ -224,7 +223,7 @@ class EdgeWorker:
         self._start = datetime.now(UTC)
         self.evidence_dir = Path(cfg.edge.evidence_dir).resolve()
         self.registry = cfg.device_registry()
-        self._devices = _devices_in(cfg)  # the devices file as read at the start
+        self._devices = _devices_file(cfg)  # as it was at the start
         self._reloading = asyncio.Lock()
         self.feed: SensorFeed | None = None  # the sensor path in this process, or
         self.sensors: SensorService | None = None  # ... in child processes
@@ -395,14 +394,12 @@ class EdgeWorker:
             for section in RESTART_SECTIONS:
                 if getattr(cfg, section) != getattr(old, section):
                     log.warning("event=reload_needs_restart section=%s: not applied", section)
-            if cfg.neuron.devices_file and cfg.neuron.devices_file == old.neuron.devices_file:
-                now = _devices_in(cfg)
-                if now != self._devices:
-                    log.warning(
-                        "event=reload_needs_restart section=neuron.devices_file path=%s: "
-                        "not applied",
-                        cfg.neuron.devices_file,
-                    )
+            same_file = cfg.neuron.devices_file == old.neuron.devices_file
+            if same_file and _devices_file(cfg) != self._devices:  # (a new path: neuron differs)
+                log.warning(
+                    "event=reload_needs_restart section=neuron.devices_file path=%s: not applied",
+                    cfg.neuron.devices_file,
+                )
             if cfg.places != old.places and len(self.registry):
                 log.warning(
                     "event=reload_needs_restart section=places: applied to the cameras, not "
