@@ -27,14 +27,12 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from core.kafka import KafkaConfig, ensure_topics
 from streetwatch.brokers import start_tansu
 from streetwatch.processes import Child, free_port
+from tests.support.box_runs import scraped_analysed
 from tests.support.kafka_helpers import fresh_kafka
 from tests.support.paths import VTEST
 from tests.support.scenes import static_scene
@@ -54,18 +52,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def analysed(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "streetwatch_camera_frames_analysed":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    out[sample.labels["camera"]] = sample.value
-    return out
 
 
 def box_config(
@@ -115,18 +101,18 @@ def measure(config: Path, port: int, seconds: float, warmup: float) -> dict[str,
         deadline = time.monotonic() + 60
         while True:
             try:
-                analysed(url)
+                scraped_analysed(url)
                 break
             except OSError:
                 assert time.monotonic() < deadline and child.running(), "the box did not start"
                 time.sleep(0.5)
         time.sleep(warmup)
-        first, cpu0, t0 = analysed(url), cpu_seconds(child.pid), time.monotonic()
+        first, cpu0, t0 = scraped_analysed(url), cpu_seconds(child.pid), time.monotonic()
         rss = []
         while time.monotonic() - t0 < seconds:
             rss.append(rss_mb(child.pid))
             time.sleep(1.0)
-        last, cpu1, t1 = analysed(url), cpu_seconds(child.pid), time.monotonic()
+        last, cpu1, t1 = scraped_analysed(url), cpu_seconds(child.pid), time.monotonic()
     finally:
         child.stop()
     span = t1 - t0

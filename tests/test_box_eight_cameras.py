@@ -12,20 +12,17 @@ in the background, as on a box whose uplink is down).
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from core.kafka import KafkaConfig
 from edge.config import EdgeServiceConfig, parse_edge_config
 from edge.worker import EdgeWorker
 from streetwatch.brokers import RunningBroker
 from streetwatch.processes import free_port
+from tests.support.box_runs import analysed, rates, smoke_alarm
 from tests.support.fakes import MemoryAlertSink
 from tests.support.polling import until
 from tests.support.rtsp import RtspServer
@@ -61,29 +58,6 @@ def config(tmp: Path, mqtt_port: int, cameras: list[dict[str, object]]) -> EdgeS
             "devices": [{"device_id": "sm-01", "type": "smoke", "town": "t1", "name": "Hall"}],
         }
     )
-
-
-def analysed(edge: EdgeWorker, camera_id: str) -> int:
-    run = edge.cameras.get(camera_id)
-    return run.worker.analysed if run is not None and run.worker is not None else 0
-
-
-async def rates(edge: EdgeWorker, cameras: list[str], seconds: float) -> dict[str, float]:
-    before = {c: analysed(edge, c) for c in cameras}
-    await asyncio.sleep(seconds)
-    return {c: (analysed(edge, c) - before[c]) / seconds for c in cameras}
-
-
-def smoke_alarm(port: int, device: str) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sm-{uuid.uuid4().hex[:6]}")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        body = {"state": "alarm", "ts": datetime.now(UTC).isoformat(), "seq": 1, "battery": 80}
-        client.publish(f"neuron/t1/smoke/{device}/up", json.dumps(body), qos=1).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 async def test_eight_cameras_and_sensors_one_stream_killed_the_rest_at_rate_then_a_reload(

@@ -15,17 +15,16 @@ import logging
 import os
 import signal
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import PlaceConfig
 from core.kafka import KafkaConfig
 from edge.config import CameraConfig, EdgeServiceConfig, parse_edge_config
 from edge.worker import EdgeWorker
 from streetwatch.processes import Child, free_port
+from tests.support.box_runs import analysed, rates, scraped_analysed
 from tests.support.fakes import MemoryAlertSink
 from tests.support.polling import until
 
@@ -54,17 +53,6 @@ def config(tmp: Path, cameras: list[dict[str, object]]) -> EdgeServiceConfig:
             "cameras": cameras,
         }
     )
-
-
-def analysed(edge: EdgeWorker, camera_id: str) -> int:
-    run = edge.cameras.get(camera_id)
-    return run.worker.analysed if run is not None and run.worker is not None else 0
-
-
-async def rates(edge: EdgeWorker, cameras: list[str], seconds: float) -> dict[str, float]:
-    before = {c: analysed(edge, c) for c in cameras}
-    await asyncio.sleep(seconds)
-    return {c: (analysed(edge, c) - before[c]) / seconds for c in cameras}
 
 
 async def test_a_garbage_camera_leaves_the_others_at_their_rate_and_a_reload_adds_one(
@@ -168,25 +156,15 @@ async def test_sighup_adds_a_camera_to_a_running_box_process(
         await until(
             lambda: "event=cameras_reloaded added=cam-b" in log.read_text(), "the reload", 30
         )
-        await until(lambda: scraped(url, "cam-b") > 2, "cam-b analysing", 30)
-        assert scraped(url, "cam-a") > 2
+        await until(lambda: scraped_analysed(url).get("cam-b", 0) > 2, "cam-b analysing", 30)
+        assert scraped_analysed(url).get("cam-a", 0) > 2
         path.write_text("{not json")  # a broken file: refused, the cameras stay
         os.kill(edge.pid, signal.SIGHUP)
         await until(lambda: "event=reload_refused" in log.read_text(), "the refusal", 30)
-        before = scraped(url, "cam-b")
-        await until(lambda: scraped(url, "cam-b") > before, "cam-b still analysing", 30)
+        before = scraped_analysed(url).get("cam-b", 0)
+        await until(
+            lambda: scraped_analysed(url).get("cam-b", 0) > before, "cam-b still analysing", 30
+        )
         assert edge.stop(timeout=60) == 0
     finally:
         edge.stop()
-
-
-def scraped(url: str, camera_id: str) -> float:
-    """The camera's analysed frames, from the box's own /metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    for family in text_string_to_metric_families(text):
-        if family.name == "streetwatch_camera_frames_analysed":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels["camera"] == camera_id:
-                    return sample.value
-    return 0.0

@@ -9,20 +9,18 @@ import asyncio
 import json
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.kafka import KafkaConfig, ensure_topics
 from core.observability import METRIC_NAME
 from streetwatch.brokers import RunningBroker
 from streetwatch.processes import Child, free_port
+from tests.support.box_runs import smoke_alarm
 from tests.support.edge_configs import BAY_PLACE, parking_camera
 from tests.support.kafka_helpers import fresh_kafka
 from tests.support.paths import VTEST
@@ -114,19 +112,6 @@ def check_families(families: Families, expected: dict[str, tuple[str, set[str]]]
 async def ready(base: str) -> bool:
     status, _ = await get(f"{base}/readyz")
     return status == 200
-
-
-def smoke_alarm(port: int, device: str) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sm-{uuid.uuid4().hex[:6]}")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        body = {"state": "alarm", "ts": datetime.now(UTC).isoformat(), "seq": 1, "battery": 80}
-        info = client.publish(f"neuron/t1/smoke/{device}/up", json.dumps(body), qos=1)
-        info.wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
